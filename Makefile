@@ -1,0 +1,31 @@
+# Two commands on a fresh machine with only Python: `make demo` and `make test`.
+# Both create (or reuse) .venv and install the pinned dependencies once.
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed-$(shell cat requirements.lock pyproject.toml | cksum | cut -d' ' -f1)
+
+.PHONY: demo test lint bench clean-venv
+
+$(STAMP): requirements.lock pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements.lock
+	$(PY) -m pip install --quiet --disable-pip-version-check --no-deps -e .
+	@rm -f $(VENV)/.installed-*
+	@touch $(STAMP)
+
+demo: $(STAMP)
+	$(VENV)/bin/attnreid demo
+
+test: $(STAMP)
+	$(PY) -m pytest -q
+	$(PY) -m ruff check src tests benchmarks
+
+lint: $(STAMP)
+	$(PY) -m ruff check src tests benchmarks
+
+bench: $(STAMP)
+	$(PY) benchmarks/bench_metrics.py
+
+clean-venv:
+	rm -rf $(VENV)

@@ -1,0 +1,1 @@
+"""The ``attnreid`` command line."""

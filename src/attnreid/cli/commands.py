@@ -1,0 +1,191 @@
+"""``attnreid train | eval | extract | synth | list``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from attnreid.config import CONFIG_DIR, dump_config, load_config
+
+
+def _config_args(p: argparse.ArgumentParser, required: bool = True) -> None:
+    p.add_argument(
+        "--config",
+        "-c",
+        required=required,
+        help="a YAML file or the name of a preset in configs/ (see `attnreid list presets`)",
+    )
+    p.add_argument(
+        "overrides",
+        nargs="*",
+        metavar="KEY=VALUE",
+        help="config overrides with dotted keys, e.g. optim.lr=3e-4 data.root=~/market",
+    )
+
+
+def register(sub: Any) -> None:
+    p = sub.add_parser(
+        "train",
+        help="train a model from a config preset",
+        description="Train a model. Example: attnreid train -c demo train.max_epochs=5",
+    )
+    _config_args(p)
+    p.add_argument(
+        "--resume",
+        nargs="?",
+        const=True,
+        default=None,
+        metavar="CKPT",
+        help="continue from OUTPUT_DIR/checkpoints/last.ckpt, or from CKPT",
+    )
+    p.add_argument("--print-config", action="store_true", help="print the merged config and exit")
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("eval", help="evaluate a checkpoint on a dataset's query/gallery protocol")
+    _config_args(p, required=False)
+    p.add_argument("--checkpoint", required=True, help="a checkpoint written by attnreid train")
+    p.add_argument("--json", action="store_true", help="print the metrics as JSON")
+    p.set_defaults(func=cmd_eval)
+
+    p = sub.add_parser("extract", help="extract query and gallery features to one .npz file")
+    _config_args(p, required=False)
+    p.add_argument("--checkpoint", required=True, help="a checkpoint written by attnreid train")
+    p.add_argument("--output", "-o", required=True, help="the .npz file to write")
+    p.set_defaults(func=cmd_extract)
+
+    p = sub.add_parser("synth", help="generate the embedded synthetic dataset (Market-1501 layout)")
+    p.add_argument("--root", default="data/synth", help="output folder (default: data/synth)")
+    p.add_argument("--train-ids", type=int, default=None, help="training identities")
+    p.add_argument("--test-ids", type=int, default=None, help="test identities")
+    p.add_argument("--cameras", type=int, default=None, help="number of cameras")
+    p.add_argument("--seed", type=int, default=None, help="random seed")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing dataset")
+    p.set_defaults(func=cmd_synth)
+
+    p = sub.add_parser("list", help="list models, datasets or config presets")
+    p.add_argument("what", choices=("models", "datasets", "presets"))
+    p.set_defaults(func=cmd_list)
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    cfg = load_config(args.config, args.overrides)
+    if args.print_config:
+        print(dump_config(cfg), end="")
+        return 0
+    from attnreid.engine.train import train
+    from attnreid.evaluation.report import results_table
+
+    result = train(cfg, resume=args.resume)
+    if result["evaluations"]:
+        last = result["evaluations"][-1]
+        print(results_table([(f"{cfg['model']['name']} @ epoch {last['epoch']}", last)]))
+    print(f"checkpoints and logs: {result['output_dir']}")
+    return 0
+
+
+def _load_for_eval(args: argparse.Namespace) -> tuple[Any, dict[str, Any]]:
+    from attnreid.engine.checkpoint import load_model_from_checkpoint
+
+    model, meta = load_model_from_checkpoint(args.checkpoint)
+    if args.config is not None:
+        cfg = load_config(args.config, args.overrides)
+        if cfg["model"]["name"] != meta["model"]:
+            from attnreid.errors import CheckpointError
+
+            raise CheckpointError(
+                f"checkpoint {args.checkpoint} holds model {meta['model']!r} but config "
+                f"{args.config} is for {cfg['model']['name']!r}"
+            )
+    else:
+        saved = dict(meta.get("config") or {})
+        saved.pop("_source", None)
+        cfg = load_config(None, args.overrides, **saved)
+    return model, cfg
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    from attnreid.engine.train import input_stats, load_dataset, make_evaluator
+    from attnreid.evaluation.report import results_table
+    from attnreid.utils.device import resolve_device
+
+    model, cfg = _load_for_eval(args)
+    dataset = load_dataset(cfg)
+    mean, std = input_stats(model, cfg)
+    result = make_evaluator(dataset, cfg, mean, std, resolve_device(cfg["device"]))(model)
+    if args.json:
+        print(json.dumps(result.as_dict(), indent=2))
+    else:
+        print(
+            f"{dataset.name}: {len(dataset.query)} queries, {len(dataset.gallery)} gallery images"
+            f" ({result.num_skipped_queries} queries without a valid match skipped)"
+        )
+        print(results_table([(Path(args.checkpoint).name, result)]))
+    return 0
+
+
+def cmd_extract(args: argparse.Namespace) -> int:
+    from attnreid.data import build_test_loader, build_transforms
+    from attnreid.engine.train import input_stats, load_dataset
+    from attnreid.evaluation.features import extract_features, save_features
+    from attnreid.utils.device import resolve_device
+
+    model, cfg = _load_for_eval(args)
+    dataset = load_dataset(cfg)
+    mean, std = input_stats(model, cfg)
+    d = cfg["data"]
+    tf = build_transforms(d["height"], d["width"], train=False, mean=mean, std=std)
+    device = resolve_device(cfg["device"])
+    model.to(device)
+    sets = [
+        extract_features(
+            model,
+            build_test_loader(
+                dataset.split(s), tf, batch_size=d["test_batch_size"], workers=d["workers"]
+            ),
+            device=device,
+            flip=cfg["eval"]["flip"],
+        )
+        for s in ("query", "gallery")
+    ]
+    path = save_features(args.output, sets[0], sets[1])
+    print(
+        f"wrote {path}: {len(sets[0])} query and {len(sets[1])} gallery features "
+        f"of dimension {sets[0].features.shape[1]}"
+    )
+    return 0
+
+
+def cmd_synth(args: argparse.Namespace) -> int:
+    from attnreid.data.synth import SynthConfig, generate_synthetic_reid
+
+    cfg = SynthConfig()
+    for attr, value in (
+        ("num_train_ids", args.train_ids),
+        ("num_test_ids", args.test_ids),
+        ("num_cameras", args.cameras),
+        ("seed", args.seed),
+    ):
+        if value is not None:
+            setattr(cfg, attr, value)
+    summary = generate_synthetic_reid(
+        args.root, cfg, overwrite=args.overwrite, progress=sys.stderr.isatty()
+    )
+    print(json.dumps(summary, indent=2, default=str))
+    return 0
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    if args.what == "models":
+        from attnreid.models import list_models
+
+        print("\n".join(list_models()))
+    elif args.what == "datasets":
+        from attnreid.data import list_datasets
+
+        print("\n".join(list_datasets()))
+    else:
+        print("\n".join(sorted(p.stem for p in CONFIG_DIR.glob("*.yaml"))))
+    return 0

@@ -1,0 +1,239 @@
+"""Configuration: YAML presets, inheritance, and ``key=value`` overrides, all validated.
+
+A preset is a YAML file whose keys are a subset of :data:`DEFAULTS`; ``_base_: other.yaml``
+(relative to the file, or a preset name) inherits another preset. Command-line overrides use
+dotted keys with YAML values: ``optim.lr=3e-4 data.height=128 model.options.backbone=resnet18``.
+An unknown key is an error that suggests the closest known key; a value of the wrong type is
+an error that names the key and the expected type. ``model.options``, ``data.options`` and the
+``loss`` list are free-form here and validated by the model, dataset and loss builders.
+"""
+
+from __future__ import annotations
+
+import copy
+import difflib
+import re
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from attnreid.errors import ConfigError
+
+CONFIG_DIR = Path(__file__).resolve().parents[2] / "configs"
+FREE_FORM = {"model.options", "data.options", "loss", "data.transforms.resize_crop"}
+
+DEFAULTS: dict[str, Any] = {
+    "name": "run",
+    "seed": 0,
+    "device": "auto",  # auto | cpu | cuda | cuda:N
+    "output_dir": "runs/${name}",
+    "data": {
+        "dataset": "synth",
+        "root": "data/synth",
+        "options": {},
+        "height": 256,
+        "width": 128,
+        "num_identities": 16,  # P
+        "num_instances": 4,  # K  (batch = P x K)
+        "workers": 2,
+        "test_batch_size": 128,
+        "normalization": "backbone",  # backbone | imagenet
+        "transforms": {
+            "flip": 0.5,
+            "pad": 10,
+            "resize_crop": None,
+            "rotation": 0.0,
+            "translate": 0.0,
+            "vflip": 0.0,
+            "color_jitter": 0.0,
+            "random_erasing": 0.0,
+            "cutout": 0.0,
+            "cutout_size": 64,
+        },
+    },
+    "model": {"name": "resnet50", "pretrained": "none", "options": {}},
+    "loss": [
+        {"type": "cross_entropy", "weight": 1.0, "epsilon": 0.1},
+        {"type": "triplet", "weight": 1.0, "margin": 0.3},
+    ],
+    "optim": {
+        "name": "adam",  # adam | adamw | sgd
+        "lr": 3.5e-4,
+        "weight_decay": 5e-4,
+        "momentum": 0.9,
+        "nesterov": False,
+        "betas": [0.9, 0.999],
+        "bias_lr_factor": 1.0,
+        "head_lr_factor": 1.0,
+    },
+    "sched": {
+        "warmup_epochs": 10,
+        "warmup_mode": "linear",  # linear | staircase | none
+        "warmup_factor": 0.01,  # linear: start at lr * warmup_factor
+        "warmup_step": 5,  # staircase: lr * (epoch // step + 1) * step / warmup_epochs
+        "milestones": [40, 70],
+        "gamma": 0.1,
+    },
+    "train": {
+        "max_epochs": 120,
+        "max_steps_per_epoch": None,
+        "eval_every": 20,
+        "checkpoint_every": 10,
+        "precision": "auto",  # auto = 16-mixed on CUDA, 32-true on CPU
+        "log_every": 10,
+        "grad_clip": None,
+        "deterministic": False,
+        "progress": True,
+    },
+    "eval": {
+        "metric": "euclidean",  # euclidean | cosine
+        "normalize": False,  # L2-normalise features before the distance
+        "flip": True,  # average the features of the image and its mirror
+        "max_rank": 50,
+        "mode": "auto",  # auto (the dataset's protocol) | market | cuhk03
+    },
+}
+
+
+class _Loader(yaml.SafeLoader):
+    """SafeLoader that also reads ``1e-3`` (no dot) as a float, as YAML 1.2 does."""
+
+
+_Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"^[-+]?(?:\d+\.?\d*|\.\d+)[eE][-+]?\d+$"),
+    list("-+0123456789."),
+)
+
+
+def yaml_load(text: str) -> Any:
+    return yaml.load(text, Loader=_Loader)
+
+
+def resolve_config_path(name: str | Path) -> Path:
+    """A YAML path, or the name of a preset in ``configs/`` (with or without ``.yaml``)."""
+    path = Path(name).expanduser()
+    if path.is_file():
+        return path
+    for candidate in (CONFIG_DIR / f"{name}", CONFIG_DIR / f"{name}.yaml"):
+        if candidate.is_file():
+            return candidate
+    presets = sorted(p.stem for p in CONFIG_DIR.glob("*.yaml")) if CONFIG_DIR.is_dir() else []
+    close = difflib.get_close_matches(str(name), presets, n=1)
+    hint = f"; did you mean {close[0]!r}?" if close else ""
+    raise ConfigError(f"config {name!r} is neither a file nor a preset in {CONFIG_DIR}{hint}")
+
+
+def _read_yaml(path: Path, seen: tuple[Path, ...] = ()) -> dict[str, Any]:
+    if path in seen:
+        raise ConfigError(f"config {path}: _base_ inheritance loops back to itself")
+    try:
+        data = yaml_load(path.read_text(encoding="utf-8")) or {}
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"config {path} is not valid YAML: {exc}".splitlines()[0]) from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"config {path} must be a mapping of keys to values")
+    base = data.pop("_base_", None)
+    if base is None:
+        return data
+    base_path = path.parent / base if (path.parent / base).is_file() else resolve_config_path(base)
+    return _merge(_read_yaml(base_path, (*seen, path)), data, "", strict=False)
+
+
+def _merge(
+    base: dict[str, Any], new: Mapping[str, Any], prefix: str, strict: bool
+) -> dict[str, Any]:
+    out = copy.deepcopy(base)
+    for key, value in new.items():
+        dotted = f"{prefix}{key}"
+        if strict and key not in out:
+            _unknown(dotted, prefix, out)
+        if (
+            isinstance(value, Mapping)
+            and isinstance(out.get(key), dict)
+            and dotted not in FREE_FORM
+        ):
+            out[key] = _merge(out[key], value, f"{dotted}.", strict)
+        else:
+            out[key] = copy.deepcopy(value)
+    return out
+
+
+def _unknown(dotted: str, prefix: str, section: Mapping[str, Any]) -> None:
+    known = [f"{prefix}{k}" for k in section]
+    close = difflib.get_close_matches(dotted, known, n=1)
+    hint = f"; did you mean {close[0]!r}?" if close else ""
+    raise ConfigError(f"unknown config key {dotted!r}{hint}")
+
+
+def _check_types(cfg: Mapping[str, Any], ref: Mapping[str, Any], prefix: str = "") -> None:
+    for key, default in ref.items():
+        dotted = f"{prefix}{key}"
+        value = cfg[key]
+        if dotted in FREE_FORM or default is None or value is None:
+            continue
+        if isinstance(default, dict):
+            if not isinstance(value, dict):
+                raise ConfigError(f"config key {dotted!r} must be a mapping, got {value!r}")
+            _check_types(value, default, f"{dotted}.")
+            continue
+        ok = (
+            isinstance(value, bool)
+            if isinstance(default, bool)
+            else isinstance(value, int) and not isinstance(value, bool)
+            if isinstance(default, int)
+            else isinstance(value, (int, float)) and not isinstance(value, bool)
+            if isinstance(default, float)
+            else isinstance(value, type(default))
+        )
+        if not ok:
+            raise ConfigError(
+                f"config key {dotted!r} must be of type {type(default).__name__}, "
+                f"got {value!r} ({type(value).__name__})"
+            )
+
+
+def parse_overrides(overrides: Iterable[str]) -> dict[str, Any]:
+    """``["a.b=1", "c=x"]`` -> nested dict, values parsed as YAML."""
+    out: dict[str, Any] = {}
+    for item in overrides:
+        if "=" not in item:
+            raise ConfigError(f"override {item!r} must look like key=value (e.g. optim.lr=3e-4)")
+        key, raw = item.split("=", 1)
+        try:
+            value = yaml_load(raw) if raw != "" else ""
+        except yaml.YAMLError:
+            value = raw
+        node = out
+        parts = key.strip().split(".")
+        for part in parts[:-1]:
+            node = node.setdefault(part, {})
+        node[parts[-1]] = value
+    return out
+
+
+def load_config(
+    path: str | Path | None = None, overrides: Iterable[str] = (), **updates: Any
+) -> dict[str, Any]:
+    """Defaults <- preset file (with its ``_base_`` chain) <- ``updates`` <- ``overrides``."""
+    cfg = copy.deepcopy(DEFAULTS)
+    source = "defaults"
+    if path is not None:
+        file = resolve_config_path(path)
+        cfg = _merge(cfg, _read_yaml(file), "", strict=True)
+        source = str(file)
+    if updates:
+        cfg = _merge(cfg, updates, "", strict=True)
+    cfg = _merge(cfg, parse_overrides(overrides), "", strict=True)
+    _check_types(cfg, DEFAULTS)
+    if not isinstance(cfg["loss"], list):
+        raise ConfigError("config key 'loss' must be a list of loss terms")
+    cfg["output_dir"] = str(cfg["output_dir"]).replace("${name}", str(cfg["name"]))
+    cfg["_source"] = source
+    return cfg
+
+
+def dump_config(cfg: Mapping[str, Any]) -> str:
+    return yaml.safe_dump({k: v for k, v in cfg.items() if not k.startswith("_")}, sort_keys=False)

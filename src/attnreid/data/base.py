@@ -1,0 +1,108 @@
+"""The dataset abstraction shared by every loader.
+
+A re-ID dataset is three lists of :class:`ReIDItem` — ``train``, ``query`` and ``gallery`` —
+plus the evaluation protocol that fits it. Training identities are relabelled to
+``0..N-1`` (the classifier targets); query and gallery keep the identities of the files, so
+that Market-1501's distractor identity ``0`` stays distinct from every real identity.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+from attnreid.errors import DatasetError
+
+EVAL_MODES = ("market", "cuhk03")
+
+
+@dataclass(frozen=True)
+class ReIDItem:
+    """One image (or, for video datasets, one tracklet) with its identity and camera.
+
+    ``camid`` is 0-based. ``trackid`` is -1 for still images. ``frames`` lists the frame
+    paths of a tracklet (empty for still images, where ``path`` is the image).
+    """
+
+    path: str
+    pid: int
+    camid: int
+    trackid: int = -1
+    frames: tuple[str, ...] = ()
+
+
+@dataclass
+class ReIDDataset:
+    """Train / query / gallery splits of one benchmark, and how to evaluate them."""
+
+    name: str
+    root: Path
+    train: list[ReIDItem]
+    query: list[ReIDItem]
+    gallery: list[ReIDItem]
+    eval_mode: str = "market"
+    info: dict[str, object] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.eval_mode not in EVAL_MODES:
+            raise DatasetError(f"{self.name}: unknown eval mode {self.eval_mode!r}")
+
+    @property
+    def num_train_pids(self) -> int:
+        return len({it.pid for it in self.train})
+
+    @property
+    def num_train_cams(self) -> int:
+        return len({it.camid for it in self.train})
+
+    def split(self, name: str) -> list[ReIDItem]:
+        if name not in ("train", "query", "gallery"):
+            raise DatasetError(f"unknown split {name!r}; expected train, query or gallery")
+        return getattr(self, name)
+
+    def stats(self) -> dict[str, dict[str, int]]:
+        """Identities, images and cameras of each split."""
+        out = {}
+        for name in ("train", "query", "gallery"):
+            items = self.split(name)
+            out[name] = {
+                "ids": len({it.pid for it in items}),
+                "images": len(items),
+                "cameras": len({it.camid for it in items}),
+            }
+        return out
+
+    def summary(self) -> str:
+        rows = [f"{self.name} ({self.root})", "  split    | ids   | images | cameras"]
+        for name, s in self.stats().items():
+            rows.append(f"  {name:<8} | {s['ids']:5d} | {s['images']:6d} | {s['cameras']:7d}")
+        return "\n".join(rows)
+
+
+def relabel(items: Sequence[ReIDItem]) -> list[ReIDItem]:
+    """Map the identities of ``items`` to ``0..N-1`` in sorted order of the original ids."""
+    pids = sorted({it.pid for it in items})
+    mapping = {pid: i for i, pid in enumerate(pids)}
+    return [replace(it, pid=mapping[it.pid]) for it in items]
+
+
+def check_split(items: Sequence[ReIDItem], dataset: str, split: str, where: Path | str) -> None:
+    """Raise :class:`DatasetError` if a split is empty (no images or no identities)."""
+    if not items:
+        raise DatasetError(f"{dataset}: the {split} split is empty (no images found in {where})")
+
+
+def require_dir(path: Path, dataset: str, what: str) -> Path:
+    """Return ``path`` if it is a folder, else raise an error that lists what is there."""
+    if path.is_dir():
+        return path
+    parent = path.parent
+    if parent.is_dir():
+        found = sorted(p.name for p in parent.iterdir() if p.is_dir())[:12]
+        listing = ", ".join(found) if found else "no sub-folders"
+        raise DatasetError(
+            f"{dataset}: expected the {what} folder {path} but it does not exist "
+            f"({parent} contains: {listing})"
+        )
+    raise DatasetError(f"{dataset}: dataset folder {parent} does not exist")

@@ -1,0 +1,94 @@
+"""Training callbacks: periodic evaluation and a plain-text epoch log."""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+
+from attnreid.evaluation.metrics import RankResult
+from attnreid.utils.io import atomic_write_text
+
+
+class EvaluationCallback(L.Callback):
+    """Every ``every`` epochs (and after the last), score the model on query vs gallery, log
+    ``val/rank1``, ``val/mAP``... and keep the history in ``metrics.json`` (atomic writes)."""
+
+    def __init__(
+        self,
+        evaluate: Callable[[Any], RankResult],
+        every: int,
+        max_epochs: int,
+        out_file: Path,
+        echo: bool = True,
+    ) -> None:
+        self.evaluate, self.every, self.max_epochs = evaluate, every, max_epochs
+        self.out_file, self.echo = out_file, echo
+        self.history: list[dict[str, Any]] = []
+        if out_file.is_file():
+            self.history = json.loads(out_file.read_text()).get("evaluations", [])
+
+    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        # after a resume, forget evaluations of epochs that will be trained again
+        self.history = [h for h in self.history if h["epoch"] <= trainer.current_epoch]
+
+    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        epoch = trainer.current_epoch + 1
+        if not (self.every > 0 and epoch % self.every == 0) and epoch != self.max_epochs:
+            return
+        if trainer.global_rank != 0:
+            return
+        t0 = time.perf_counter()
+        result = self.evaluate(pl_module.model)
+        row = {"epoch": epoch, **result.as_dict(), "seconds": round(time.perf_counter() - t0, 2)}
+        self.history = [h for h in self.history if h["epoch"] != epoch] + [row]
+        for key in ("rank1", "rank5", "mAP", "mINP"):
+            pl_module.log(f"val/{key}", float(row[key]), rank_zero_only=True)
+        atomic_write_text(self.out_file, json.dumps({"evaluations": self.history}, indent=2))
+        if self.echo:
+            print(
+                f"[eval] epoch {epoch}: rank-1 {100 * row['rank1']:.1f}  mAP {100 * row['mAP']:.1f}"
+                f"  mINP {100 * row['mINP']:.1f}  ({row['seconds']:.1f} s)",
+                file=sys.stderr,
+                flush=True,
+            )
+
+
+class EpochLog(L.Callback):
+    """One line per epoch (used instead of a live progress bar when output is not a TTY)."""
+
+    def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self.t0 = time.perf_counter()
+
+    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if trainer.global_rank != 0:
+            return
+        m = trainer.callback_metrics
+        loss = m.get("loss_epoch", m.get("loss"))
+        lr = trainer.optimizers[0].param_groups[0]["lr"]
+        print(
+            f"[train] epoch {trainer.current_epoch + 1}/{trainer.max_epochs}"
+            f"  loss {float(loss):.4f}  lr {lr:.2e}  {time.perf_counter() - self.t0:.1f} s",
+            file=sys.stderr,
+            flush=True,
+        )
+
+
+class EpochCheckpoint(L.Callback):
+    """``epochNNN.ckpt`` (1-based) every ``every`` epochs and ``last.ckpt`` after every epoch,
+    written through the trainer's (atomic) checkpoint IO. Placed after the evaluation callback
+    so a checkpoint always includes that epoch's evaluation in ``metrics.json``."""
+
+    def __init__(self, dirpath: Path, every: int) -> None:
+        self.dirpath, self.every = Path(dirpath), every
+
+    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        epoch = trainer.current_epoch + 1
+        if self.every > 0 and epoch % self.every == 0:
+            trainer.save_checkpoint(self.dirpath / f"epoch{epoch:03d}.ckpt")
+        trainer.save_checkpoint(self.dirpath / "last.ckpt")

@@ -1,0 +1,113 @@
+"""Checkpoints: atomic writes, safe loading, and rebuilding the model they hold.
+
+Training checkpoints are Lightning's (``last.ckpt``, ``epochNNN.ckpt``), written through
+:class:`AtomicCheckpointIO` so a crash never leaves a half-written file. Each one records,
+under ``attnreid``, the model name, class count and options, so that
+:func:`load_model_from_checkpoint` rebuilds the right network and refuses a checkpoint of
+another architecture or class count with a clear message. Loading uses
+``torch.load(weights_only=True)``: a checkpoint can never execute code.
+"""
+
+from __future__ import annotations
+
+import pickle
+from pathlib import Path
+from typing import Any
+
+import torch
+from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
+
+from attnreid.errors import CheckpointError
+from attnreid.models.registry import ReIDModel, build_model
+from attnreid.utils.io import atomic_write
+
+
+class AtomicCheckpointIO(TorchCheckpointIO):
+    """Lightning checkpoint IO that writes to a temporary file and renames it into place."""
+
+    def save_checkpoint(
+        self, checkpoint: dict[str, Any], path: Any, storage_options: Any = None
+    ) -> None:
+        atomic_write(path, lambda tmp: torch.save(checkpoint, tmp))
+
+
+def read_checkpoint(path: str | Path) -> dict[str, Any]:
+    """Load a checkpoint dict without executing code; clear errors for bad files."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint {path} does not exist")
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else "unsafe content"
+        raise CheckpointError(
+            f"checkpoint {path} was refused: it holds objects other than tensors and plain "
+            f"data, and loading it could run code ({first})"
+        ) from None
+    except (RuntimeError, OSError, EOFError, ValueError) as exc:
+        raise CheckpointError(f"checkpoint {path} is not a readable torch file: {exc}") from None
+    if not isinstance(ckpt, dict):
+        raise CheckpointError(f"checkpoint {path} does not hold a dict of weights")
+    return ckpt
+
+
+def model_state_dict(ckpt: dict[str, Any]) -> dict[str, torch.Tensor]:
+    """The network's weights: Lightning's ``state_dict`` with the ``model.`` prefix removed."""
+    state = ckpt.get("state_dict", ckpt)
+    return {
+        k.removeprefix("model."): v
+        for k, v in state.items()
+        if isinstance(v, torch.Tensor) and not k.startswith("loss.")
+    }
+
+
+def checkpoint_meta(ckpt: dict[str, Any], path: str | Path) -> dict[str, Any]:
+    meta = ckpt.get("hyper_parameters", {}).get("attnreid")
+    if not isinstance(meta, dict) or "model" not in meta:
+        raise CheckpointError(
+            f"checkpoint {path} was not written by attnreid training (no model description)"
+        )
+    return meta
+
+
+def load_model_from_checkpoint(
+    path: str | Path,
+    *,
+    expect_model: str | None = None,
+    expect_classes: int | None = None,
+) -> tuple[ReIDModel, dict[str, Any]]:
+    """Rebuild the model stored in an attnreid checkpoint and load its weights.
+
+    ``expect_model`` / ``expect_classes``: refuse a checkpoint of another architecture or class
+    count (evaluation does not need the classifier, so callers may pass ``expect_classes=None``).
+    Returns the model (in eval mode) and the checkpoint's metadata (config, epoch).
+    """
+    ckpt = read_checkpoint(path)
+    meta = checkpoint_meta(ckpt, path)
+    name, classes = meta["model"], int(meta["num_classes"])
+    if expect_model is not None and expect_model != name:
+        raise CheckpointError(
+            f"checkpoint {path} holds model {name!r} but the config asks for {expect_model!r}"
+        )
+    if expect_classes is not None and expect_classes != classes:
+        raise CheckpointError(
+            f"checkpoint {path} has a {classes}-class classifier but the dataset has "
+            f"{expect_classes} training identities (evaluation does not need the classifier: "
+            f"use attnreid eval, which drops it)"
+        )
+    model = build_model(name, classes, "none", **meta.get("options", {}))
+    state = model_state_dict(ckpt)
+    missing, unexpected = model.load_state_dict(state, strict=False)
+    if missing or unexpected:
+        first = (missing or unexpected)[0]
+        raise CheckpointError(
+            f"checkpoint {path} does not fit model {name!r}: {len(missing)} missing and "
+            f"{len(unexpected)} unexpected weights (first: {first})"
+        )
+    model.eval()
+    meta = {
+        **meta,
+        "epoch": ckpt.get("epoch"),
+        "config": ckpt.get("hyper_parameters", {}).get("config"),
+    }
+    return model, meta

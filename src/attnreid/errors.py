@@ -1,0 +1,28 @@
+"""Errors that are shown to the user as one clear line.
+
+Every problem a user can cause (a wrong path, a bad file, an unknown option) is raised as an
+:class:`AttnReidError` subclass whose message names the file or key and says what is wrong.
+The CLI prints ``error: <message>`` and exits with status 2 instead of a traceback.
+"""
+
+from __future__ import annotations
+
+
+class AttnReidError(Exception):
+    """Base class of all user-facing errors."""
+
+
+class DatasetError(AttnReidError):
+    """A dataset folder, split file, file name or image is missing or malformed."""
+
+
+class ConfigError(AttnReidError):
+    """A configuration key or value is unknown or of the wrong type."""
+
+
+class ModelError(AttnReidError):
+    """An unknown model name, a bad option, or weights that do not fit the model."""
+
+
+class CheckpointError(AttnReidError):
+    """A checkpoint that cannot be read, or that belongs to another model / class count."""

@@ -1,0 +1,99 @@
+"""One-call evaluation of a model on a dataset's query / gallery protocol.
+
+``evaluate(model, dataset)`` extracts query and gallery features (with flip averaging),
+computes the distance (the model's own if it defines one, e.g. DuATM; else squared euclidean
+or cosine) and scores CMC / mAP / mINP with the dataset's protocol (Market-style junk removal,
+or CUHK03 single-gallery-shot). This is what ``attnreid eval`` and training-time evaluation run.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import nn
+
+from attnreid.data.base import ReIDDataset
+from attnreid.data.loaders import build_test_loader
+from attnreid.data.transforms import build_transforms
+from attnreid.evaluation.distance import compute_distance
+from attnreid.evaluation.features import FeatureSet, extract_features
+from attnreid.evaluation.metrics import RankResult, evaluate_rank
+from attnreid.utils.device import resolve_device
+
+
+def score_features(
+    query: FeatureSet,
+    gallery: FeatureSet,
+    *,
+    metric: str = "euclidean",
+    normalize: bool = False,
+    mode: str = "market",
+    max_rank: int = 50,
+    model: nn.Module | None = None,
+) -> RankResult:
+    """Distances between feature sets, then ranking metrics."""
+    qf, gf = query.features, gallery.features
+    distmat = None
+    if model is not None and hasattr(model, "compute_distance"):
+        distmat = model.compute_distance(qf, gf)
+    if distmat is None:
+        if normalize:
+            qf, gf = (
+                torch.nn.functional.normalize(qf, dim=1),
+                torch.nn.functional.normalize(gf, dim=1),
+            )
+        distmat = compute_distance(qf, gf, metric=metric)
+    return evaluate_rank(
+        distmat.cpu().numpy(),
+        query.pids,
+        gallery.pids,
+        query.camids,
+        gallery.camids,
+        max_rank=max_rank,
+        mode=mode,
+    )
+
+
+def evaluate(
+    model: nn.Module,
+    dataset: ReIDDataset,
+    *,
+    height: int = 256,
+    width: int = 128,
+    batch_size: int = 128,
+    device: str | torch.device = "auto",
+    flip: bool = True,
+    metric: str = "euclidean",
+    normalize: bool = False,
+    mode: str = "auto",
+    max_rank: int = 50,
+    workers: int = 0,
+    mean: Any = None,
+    std: Any = None,
+) -> RankResult:
+    """Evaluate ``model`` on ``dataset.query`` vs ``dataset.gallery``."""
+    dev = resolve_device(device)
+    model = model.to(dev)
+    transform = build_transforms(
+        height,
+        width,
+        train=False,
+        mean=mean or getattr(model, "input_mean", (0.485, 0.456, 0.406)),
+        std=std or getattr(model, "input_std", (0.229, 0.224, 0.225)),
+    )
+    feats = {}
+    for split in ("query", "gallery"):
+        loader = build_test_loader(
+            dataset.split(split), transform, batch_size=batch_size, workers=workers
+        )
+        feats[split] = extract_features(model, loader, device=dev, flip=flip)
+    return score_features(
+        feats["query"],
+        feats["gallery"],
+        metric=metric,
+        normalize=normalize,
+        mode=dataset.eval_mode if mode == "auto" else mode,
+        max_rank=max_rank,
+        model=model,
+    )

@@ -1,0 +1,136 @@
+"""Feature extraction, and feature files (features + pids / camids / paths in one file).
+
+Test-time flip averaging (``flip=True``) averages the features of each image and of its
+horizontal mirror, as SONA-Net, Batch-DropBlock and most re-ID code do. Features are kept
+in float32 on the CPU. Feature files are ``.npz`` archives written atomically; they load
+with ``allow_pickle=False``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+from torch.utils.data import DataLoader
+
+from attnreid.data.base import ReIDItem
+from attnreid.errors import AttnReidError
+from attnreid.utils.io import atomic_open
+
+
+@dataclass
+class FeatureSet:
+    """Features of a list of items, with their identities, cameras and paths."""
+
+    features: Tensor  # (N, D) float32
+    pids: np.ndarray  # (N,) int64
+    camids: np.ndarray  # (N,) int64
+    paths: list[str]
+
+    def __len__(self) -> int:
+        return len(self.pids)
+
+    def subset(self, index: np.ndarray | slice) -> FeatureSet:
+        idx = np.arange(len(self))[index]
+        return FeatureSet(
+            self.features[torch.from_numpy(idx)],
+            self.pids[idx],
+            self.camids[idx],
+            [self.paths[i] for i in idx],
+        )
+
+
+@torch.no_grad()
+def extract_features(
+    model: nn.Module,
+    loader: DataLoader,
+    *,
+    device: torch.device | str = "cpu",
+    flip: bool = True,
+    amp: bool | None = None,
+) -> FeatureSet:
+    """Run ``model`` (in eval mode) over ``loader``; restores the model's previous mode."""
+    device = torch.device(device)
+    amp = (device.type == "cuda") if amp is None else amp
+    was_training = model.training
+    model.eval()
+    feats, pids, camids, indices = [], [], [], []
+    autocast = torch.autocast(device.type, dtype=torch.float16) if amp else contextlib.nullcontext()
+    try:
+        for batch in loader:
+            x = batch["image"].to(device, non_blocking=True)
+            with autocast:
+                f = model(x)
+                if flip:
+                    f = (f + model(torch.flip(x, dims=[3]))) / 2
+            feats.append(f.float().cpu())
+            pids.append(batch["pid"])
+            camids.append(batch["camid"])
+            indices.append(batch["index"])
+    finally:
+        model.train(was_training)
+    items: Sequence[ReIDItem] = loader.dataset.items  # type: ignore[attr-defined]
+    index = torch.cat(indices).numpy() if indices else np.zeros(0, dtype=np.int64)
+    dim = feats[0].shape[1:] if feats else (0,)
+    return FeatureSet(
+        torch.cat(feats) if feats else torch.zeros((0, *dim)),
+        torch.cat(pids).numpy().astype(np.int64) if pids else np.zeros(0, np.int64),
+        torch.cat(camids).numpy().astype(np.int64) if camids else np.zeros(0, np.int64),
+        [items[i].path for i in index],
+    )
+
+
+def save_features(path: str | Path, query: FeatureSet, gallery: FeatureSet | None = None) -> Path:
+    """Write one ``.npz`` holding the query (and gallery) features and their metadata."""
+    arrays: dict[str, np.ndarray] = {}
+    for name, fs in (("query", query), ("gallery", gallery)):
+        if fs is None:
+            continue
+        arrays[f"{name}_features"] = fs.features.numpy()
+        arrays[f"{name}_pids"] = fs.pids
+        arrays[f"{name}_camids"] = fs.camids
+        arrays[f"{name}_paths"] = np.asarray(fs.paths, dtype=np.str_)
+    path = Path(path)
+    with atomic_open(path, "wb") as fh:
+        np.savez(fh, **arrays)
+    return path
+
+
+def load_features(path: str | Path) -> dict[str, FeatureSet]:
+    """Read a file written by :func:`save_features`; checks rows against metadata."""
+    path = Path(path)
+    if not path.is_file():
+        raise AttnReidError(f"feature file {path} does not exist")
+    try:
+        data = np.load(path, allow_pickle=False)
+    except (OSError, ValueError) as exc:
+        raise AttnReidError(f"feature file {path} is not a readable .npz archive: {exc}") from None
+    out = {}
+    with data:
+        for name in ("query", "gallery"):
+            if f"{name}_features" not in data:
+                continue
+            keys = [f"{name}_{k}" for k in ("features", "pids", "camids", "paths")]
+            missing = [k for k in keys if k not in data]
+            if missing:
+                raise AttnReidError(f"feature file {path} lacks {', '.join(missing)}")
+            feats, pids, camids, paths = (data[k] for k in keys)
+            if not len(feats) == len(pids) == len(camids) == len(paths):
+                raise AttnReidError(
+                    f"feature file {path}: {name} has {len(feats)} feature rows but "
+                    f"{len(pids)} pids, {len(camids)} camids and {len(paths)} paths"
+                )
+            out[name] = FeatureSet(
+                torch.from_numpy(feats.astype(np.float32)),
+                pids.astype(np.int64),
+                camids.astype(np.int64),
+                [str(p) for p in paths],
+            )
+    if not out:
+        raise AttnReidError(f"feature file {path} holds no query_features or gallery_features")
+    return out

@@ -1,0 +1,15 @@
+"""Losses: small composable modules, and a weighted sum over branches built from config."""
+
+from attnreid.losses.composite import LOSSES, CompositeLoss, register_loss
+from attnreid.losses.cross_entropy import CrossEntropyLabelSmooth
+from attnreid.losses.triplet import TripletLoss, hard_example_mining, pairwise_distance
+
+__all__ = [
+    "LOSSES",
+    "CompositeLoss",
+    "CrossEntropyLabelSmooth",
+    "TripletLoss",
+    "hard_example_mining",
+    "pairwise_distance",
+    "register_loss",
+]

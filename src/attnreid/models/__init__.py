@@ -1,0 +1,16 @@
+"""Re-ID networks, their backbones and a registry.
+
+>>> import attnreid
+>>> model = attnreid.build_model("resnet50", num_classes=751, pretrained="none")
+"""
+
+from attnreid.models import baseline  # noqa: F401  (registers the baseline names)
+from attnreid.models.registry import (
+    ReIDModel,
+    build_model,
+    list_models,
+    model_options,
+    register_model,
+)
+
+__all__ = ["ReIDModel", "build_model", "list_models", "model_options", "register_model"]

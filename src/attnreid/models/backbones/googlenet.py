@@ -1,0 +1,94 @@
+"""GoogLeNet (Inception v1, with BatchNorm) backbone over torchvision's ``googlenet``.
+
+Stages end at the inception groups CCAN splits the network into (its I1, I2, I3):
+
+==========  ===================================================  ========  ======
+stage       torchvision modules                                  channels  stride
+==========  ===================================================  ========  ======
+stem        conv1, maxpool1, conv2, conv3, maxpool2              192       8
+inception3  inception3a, inception3b                             480       8
+inception4  maxpool3, inception4a .. inception4e                 832       16
+inception5  maxpool4, inception5a, inception5b                   1024      32
+==========  ===================================================  ========  ======
+
+CCAN's I1 is ``stem`` followed by ``inception3``; I2 and I3 are ``inception4`` and
+``inception5``, which it copies for its part streams. The network is built with
+``aux_logits=False`` (the auxiliary heads are dropped, as are dropout and ``fc``) and
+``transform_input=False``: torchvision's ImageNet weights were ported from TensorFlow and
+expect inputs normalised with mean = std = (0.5, 0.5, 0.5), which torchvision emulates by
+re-normalising ImageNet-normalised inputs inside ``forward``; this backbone instead declares
+``mean``/``std`` = 0.5 so the data pipeline normalises that way directly (same numbers).
+
+``last_stride=1`` replaces the last downsampling, ``maxpool4`` (2x2, stride 2), by the
+identity: 256x128 input then gives a 16x8 map.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import torchvision
+from torch import nn
+
+from attnreid.models.backbones.base import (
+    HALF_MEAN_STD,
+    Backbone,
+    StagePart,
+    StageSpec,
+    assemble_backbone,
+    check_last_stride,
+    check_no_dilation,
+    reject_options,
+)
+
+# (stage name, torchvision modules, output channels, output stride)
+_STAGES: tuple[tuple[str, tuple[str, ...], int, int], ...] = (
+    ("stem", ("conv1", "maxpool1", "conv2", "conv3", "maxpool2"), 192, 8),
+    ("inception3", ("inception3a", "inception3b"), 480, 8),
+    (
+        "inception4",
+        ("maxpool3", "inception4a", "inception4b", "inception4c", "inception4d", "inception4e"),
+        832,
+        16,
+    ),
+    ("inception5", ("maxpool4", "inception5a", "inception5b"), 1024, 32),
+)
+_OPTIONS: tuple[str, ...] = ()
+
+
+def build_googlenet(
+    name: str = "googlenet",
+    *,
+    last_stride: int = 2,
+    dilation: bool | Sequence[bool] = False,
+    init_weights: bool = True,
+    **kwargs: Any,
+) -> Backbone:
+    """Build the GoogLeNet backbone.
+
+    With ``init_weights=True`` the convs get torchvision's truncated-normal initialisation;
+    ``False`` (used when pretrained weights are loaded anyway) skips it.
+    """
+    reject_options(name, kwargs, _OPTIONS)
+    check_last_stride(name, last_stride)
+    check_no_dilation(name, dilation)
+    model = torchvision.models.googlenet(
+        weights=None, aux_logits=False, transform_input=False, init_weights=init_weights
+    )
+    if last_stride == 1:
+        model.maxpool4 = nn.Identity()
+    layout = []
+    for stage_name, paths, channels, stride in _STAGES:
+        if last_stride == 1 and stage_name == "inception5":
+            stride //= 2
+        parts = tuple(StagePart(path, path) for path in paths)
+        layout.append(StageSpec(stage_name, channels, stride, parts=parts))
+    return assemble_backbone(
+        name,
+        model,
+        layout,
+        mean=HALF_MEAN_STD,
+        std=HALF_MEAN_STD,
+        head_prefixes=("fc.", "aux1.", "aux2."),
+    )

@@ -1,0 +1,75 @@
+"""The backbone registry: :func:`build_backbone` and :func:`list_backbones`."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from attnreid.models.backbones.base import Backbone, check_backbone_name
+from attnreid.models.backbones.densenet import build_densenet121
+from attnreid.models.backbones.efficientnet import build_efficientnet_lite0
+from attnreid.models.backbones.googlenet import build_googlenet
+from attnreid.models.backbones.mobilenet import build_mobilenet_v2
+from attnreid.models.backbones.resnet import RESNET_NAMES, build_resnet
+from attnreid.models.backbones.weights import (
+    IMAGENET_SOURCES,
+    resolve_pretrained_with_source,
+    wants_no_weights,
+)
+
+_BUILDERS: dict[str, Callable[..., Backbone]] = {
+    **{name: build_resnet for name in RESNET_NAMES},
+    "mobilenet_v2": build_mobilenet_v2,
+    "efficientnet_lite0": build_efficientnet_lite0,
+    "densenet121": build_densenet121,
+    "googlenet": build_googlenet,
+}
+assert set(_BUILDERS) == set(IMAGENET_SOURCES), "every backbone needs an ImageNet source"
+
+
+def list_backbones() -> list[str]:
+    """Names accepted by :func:`build_backbone`, sorted."""
+    return sorted(_BUILDERS)
+
+
+def build_backbone(
+    name: str,
+    pretrained: str | os.PathLike[str] | None = "none",
+    *,
+    last_stride: int = 2,
+    dilation: bool | Sequence[bool] = False,
+    **kwargs: Any,
+) -> Backbone:
+    """Build backbone ``name`` with weights chosen by ``pretrained``.
+
+    Args:
+        name: one of :func:`list_backbones`.
+        pretrained: ``"none"`` (random init), ``"imagenet"`` (hub cache, bundled package file,
+            or download; see :mod:`attnreid.models.backbones.weights`) or the path of a
+            ``.pth``/``.pt``/``.safetensors`` state dict.
+        last_stride: 1 to keep resolution in the last downsampling stage (every family; which
+            layer changes is documented in each family's module).
+        dilation: ResNet-50/101/152 only: ``True`` for ``[False, True, True]`` or three bools
+            for ``replace_stride_with_dilation`` (layer2, layer3, layer4).
+        **kwargs: family options (``zero_init_residual`` for ResNets, ``memory_efficient`` for
+            DenseNet, ``drop_path_rate`` for EfficientNet-Lite0).
+
+    Raises:
+        ModelError: unknown name or option, contradictory options, missing / unreadable /
+            ill-fitting weights, or ImageNet weights that are neither cached nor downloadable.
+    """
+    check_backbone_name(name, _BUILDERS)
+    # Build first so that a bad option is reported before any file is read or downloaded;
+    # initialisation is skipped where it is costly and weights will overwrite it.
+    backbone = _BUILDERS[name](
+        name,
+        last_stride=last_stride,
+        dilation=dilation,
+        init_weights=wants_no_weights(pretrained),
+        **kwargs,
+    )
+    state, source = resolve_pretrained_with_source(name, pretrained)
+    if state is not None:
+        backbone.load_reference_state_dict(state, source)
+    return backbone
