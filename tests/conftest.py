@@ -64,6 +64,7 @@ def tiny_train_overrides(root: Path, out: Path, **extra: object) -> list[str]:
     """Overrides that make any preset train in seconds on the tiny synthetic set."""
     base = {
         "data.dataset": "synth",
+        "data.options": "{}",
         "data.root": str(root),
         "data.height": 64,
         "data.width": 32,

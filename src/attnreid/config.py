@@ -49,6 +49,7 @@ DEFAULTS: dict[str, Any] = {
             "vflip": 0.0,
             "color_jitter": 0.0,
             "random_erasing": 0.0,
+            "random_erasing_start_epoch": 0,  # CCAN: random erasing from epoch 50 on
             "cutout": 0.0,
             "cutout_size": 64,
         },

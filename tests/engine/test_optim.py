@@ -49,3 +49,12 @@ def test_optimizer_groups():
     assert lrs == [0.1, 0.2]
     with pytest.raises(ConfigError, match="optim.name"):
         build_optimizer(model, {"name": "lbfgs", "lr": 0.1, "weight_decay": 0.0})
+
+
+def test_transform_schedule_switches_at_epoch():
+    from attnreid.engine.callbacks import TransformSchedule
+
+    sched = TransformSchedule([(50, "late"), (0, "early")])
+    assert sched.transform_at(0) == "early"
+    assert sched.transform_at(49) == "early"
+    assert sched.transform_at(50) == "late"

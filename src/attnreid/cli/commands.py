@@ -107,7 +107,7 @@ def _load_for_eval(args: argparse.Namespace) -> tuple[Any, dict[str, Any]]:
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
-    from attnreid.engine.train import input_stats, load_dataset, make_evaluator
+    from attnreid.engine.build import input_stats, load_dataset, make_evaluator
     from attnreid.evaluation.report import results_table
     from attnreid.utils.device import resolve_device
 
@@ -128,7 +128,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
 def cmd_extract(args: argparse.Namespace) -> int:
     from attnreid.data import build_test_loader, build_transforms
-    from attnreid.engine.train import input_stats, load_dataset
+    from attnreid.engine.build import input_stats, load_dataset
     from attnreid.evaluation.features import extract_features, save_features
     from attnreid.utils.device import resolve_device
 

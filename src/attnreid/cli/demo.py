@@ -35,9 +35,14 @@ def cmd_demo(args: argparse.Namespace) -> int:
     import lightning as L
 
     from attnreid.data.synth import generate_synthetic_reid
-    from attnreid.engine.train import input_stats, load_dataset, make_evaluator, train
+    from attnreid.engine.build import (
+        build_model_from_config,
+        input_stats,
+        load_dataset,
+        make_evaluator,
+    )
+    from attnreid.engine.train import train
     from attnreid.evaluation.report import results_table
-    from attnreid.models import build_model
     from attnreid.utils.device import resolve_device
     from attnreid.utils.io import atomic_write_text
 
@@ -50,7 +55,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
     m = cfg["model"]
     L.seed_everything(cfg["seed"], verbose=False)
-    untrained = build_model(m["name"], dataset.num_train_pids, m["pretrained"], **m["options"])
+    untrained = build_model_from_config(cfg, dataset.num_train_pids)
     mean, std = input_stats(untrained, cfg)
     device = resolve_device(cfg["device"])
     before = make_evaluator(dataset, cfg, mean, std, device)(untrained)

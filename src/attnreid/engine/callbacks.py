@@ -79,6 +79,32 @@ class EpochLog(L.Callback):
         )
 
 
+class TransformSchedule(L.Callback):
+    """Switch the training transform at given epochs (e.g. random erasing from epoch 50).
+
+    ``stages`` is a list of ``(first_epoch, transform)``. The transform of the starting epoch is
+    given to the loader when it is built (Lightning builds the first iterator before any epoch
+    hook); later switches happen at the start of the epoch, before that epoch's iterator (and
+    its worker processes) are created.
+    """
+
+    def __init__(self, stages: list[tuple[int, Any]]) -> None:
+        self.stages = sorted(stages, key=lambda s: s[0])
+
+    def transform_at(self, epoch: int) -> Any:
+        current = self.stages[0][1]
+        for first, tf in self.stages:
+            if epoch >= first:
+                current = tf
+        return current
+
+    def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        loader = trainer.train_dataloader
+        dataset = getattr(loader, "dataset", None)
+        if dataset is not None and hasattr(dataset, "transform"):
+            dataset.transform = self.transform_at(trainer.current_epoch)
+
+
 class EpochCheckpoint(L.Callback):
     """``epochNNN.ckpt`` (1-based) every ``every`` epochs and ``last.ckpt`` after every epoch,
     written through the trainer's (atomic) checkpoint IO. Placed after the evaluation callback

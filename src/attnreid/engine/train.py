@@ -21,65 +21,24 @@ from lightning.pytorch.callbacks import RichProgressBar
 from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
 
 from attnreid.config import dump_config
-from attnreid.data import build_dataset, build_test_loader, build_train_loader, build_transforms
-from attnreid.data.base import ReIDDataset
-from attnreid.data.transforms import IMAGENET_MEAN, IMAGENET_STD
-from attnreid.engine.callbacks import EpochCheckpoint, EpochLog, EvaluationCallback
-from attnreid.engine.checkpoint import AtomicCheckpointIO
+from attnreid.data import build_train_loader, build_transforms
+from attnreid.engine.build import (
+    build_model_from_config,
+    input_stats,
+    load_dataset,
+    make_evaluator,
+)
+from attnreid.engine.callbacks import (
+    EpochCheckpoint,
+    EpochLog,
+    EvaluationCallback,
+    TransformSchedule,
+)
+from attnreid.engine.checkpoint import AtomicCheckpointIO, read_checkpoint
 from attnreid.engine.module import ReIDModule
-from attnreid.errors import CheckpointError, ConfigError
-from attnreid.evaluation.evaluate import score_features
-from attnreid.evaluation.features import extract_features
-from attnreid.evaluation.metrics import RankResult
-from attnreid.models import build_model
-from attnreid.models.registry import ReIDModel
+from attnreid.errors import CheckpointError
 from attnreid.utils.device import resolve_device
 from attnreid.utils.io import atomic_write_text
-
-
-def input_stats(model: ReIDModel, cfg: dict[str, Any]) -> tuple[Any, Any]:
-    """The normalisation the model's weights expect, or ImageNet's."""
-    if cfg["data"]["normalization"] == "backbone":
-        return model.input_mean, model.input_std
-    if cfg["data"]["normalization"] == "imagenet":
-        return IMAGENET_MEAN, IMAGENET_STD
-    raise ConfigError("data.normalization must be 'backbone' or 'imagenet'")
-
-
-def load_dataset(cfg: dict[str, Any]) -> ReIDDataset:
-    d = cfg["data"]
-    return build_dataset(d["dataset"], d["root"], **d["options"])
-
-
-def make_evaluator(
-    dataset: ReIDDataset, cfg: dict[str, Any], mean: Any, std: Any, device: torch.device
-) -> Any:
-    """A function model -> RankResult on the dataset's query / gallery."""
-    d, e = cfg["data"], cfg["eval"]
-    tf = build_transforms(d["height"], d["width"], train=False, mean=mean, std=std)
-    loaders = {
-        s: build_test_loader(
-            dataset.split(s), tf, batch_size=d["test_batch_size"], workers=d["workers"]
-        )
-        for s in ("query", "gallery")
-    }
-    mode = dataset.eval_mode if e["mode"] == "auto" else e["mode"]
-
-    def run(model: ReIDModel) -> RankResult:
-        model = model.to(device)
-        q = extract_features(model, loaders["query"], device=device, flip=e["flip"])
-        g = extract_features(model, loaders["gallery"], device=device, flip=e["flip"])
-        return score_features(
-            q,
-            g,
-            metric=e["metric"],
-            normalize=e["normalize"],
-            mode=mode,
-            max_rank=e["max_rank"],
-            model=model,
-        )
-
-    return run
 
 
 def _precision(cfg: dict[str, Any], device: torch.device) -> str:
@@ -111,21 +70,29 @@ def train(cfg: dict[str, Any], resume: str | bool | None = None) -> dict[str, An
         ckpt_path = ckpt_dir / "last.ckpt" if resume is True else Path(resume)
         if not ckpt_path.is_file():
             raise CheckpointError(f"cannot resume: checkpoint {ckpt_path} does not exist")
+    # the epoch training starts at: the sampler schedule and the epoch-dependent transforms
+    # must be set before Lightning builds the first data iterator
+    start_epoch = int(read_checkpoint(ckpt_path).get("epoch", -1)) + 1 if ckpt_path else 0
     dataset = load_dataset(cfg)
-    m = cfg["model"]
-    model = build_model(m["name"], dataset.num_train_pids, m["pretrained"], **m["options"])
+    model = build_model_from_config(cfg, dataset.num_train_pids)
     mean, std = input_stats(model, cfg)
     d, t = cfg["data"], cfg["train"]
+    tf_opts = dict(d["transforms"])
+    erasing_from = int(tf_opts.pop("random_erasing_start_epoch"))
+    size = (d["height"], d["width"])
+    late = build_transforms(*size, train=True, mean=mean, std=std, **tf_opts)
+    tf_opts_early = {**tf_opts, "random_erasing": 0.0}
+    early = build_transforms(*size, train=True, mean=mean, std=std, **tf_opts_early)
+    schedule = TransformSchedule([(0, early), (erasing_from, late)])
     train_loader = build_train_loader(
         dataset.train,
-        build_transforms(
-            d["height"], d["width"], train=True, mean=mean, std=std, **d["transforms"]
-        ),
+        schedule.transform_at(start_epoch),
         num_identities=d["num_identities"],
         num_instances=d["num_instances"],
         seed=cfg["seed"],
         workers=d["workers"],
     )
+    train_loader.batch_sampler.set_epoch(start_epoch)
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_text(out / "config.yaml", dump_config(cfg))
     module = ReIDModule(model, cfg)
@@ -137,6 +104,7 @@ def train(cfg: dict[str, Any], resume: str | bool | None = None) -> dict[str, An
     )
     interactive = t["progress"] and sys.stderr.isatty()
     callbacks: list[L.Callback] = [
+        schedule,
         evaluator,
         EpochCheckpoint(ckpt_dir, t["checkpoint_every"]),
         RichProgressBar() if interactive else EpochLog(),

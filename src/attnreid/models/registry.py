@@ -58,6 +58,11 @@ def list_models() -> list[str]:
     return sorted(_MODELS)
 
 
+def model_factory(name: str) -> ModelFactory:
+    """The function registered under ``name``."""
+    return _lookup(name)[0]
+
+
 def model_options(name: str) -> list[str]:
     """The options ``build_model`` accepts for ``name``."""
     fn, _ = _lookup(name)

@@ -1,0 +1,74 @@
+"""Building the pieces of a run from a config: dataset, model, input statistics, evaluator."""
+
+from __future__ import annotations
+
+import inspect
+from typing import Any
+
+import torch
+
+from attnreid.data import build_dataset, build_test_loader, build_transforms
+from attnreid.data.base import ReIDDataset
+from attnreid.data.transforms import IMAGENET_MEAN, IMAGENET_STD
+from attnreid.errors import ConfigError
+from attnreid.evaluation.evaluate import score_features
+from attnreid.evaluation.features import extract_features
+from attnreid.evaluation.metrics import RankResult
+from attnreid.models import build_model
+from attnreid.models.registry import ReIDModel, model_factory
+
+
+def build_model_from_config(cfg: dict[str, Any], num_classes: int) -> ReIDModel:
+    """``build_model`` with the config's name, weights and options. Models whose layers depend
+    on the input size (an ``input_size`` option, e.g. CCAN's attention) get the config's
+    ``(data.height, data.width)`` unless the preset sets it."""
+    m = cfg["model"]
+    options = dict(m["options"])
+    if "input_size" in inspect.signature(model_factory(m["name"])).parameters:
+        options.setdefault("input_size", [cfg["data"]["height"], cfg["data"]["width"]])
+    return build_model(m["name"], num_classes, m["pretrained"], **options)
+
+
+def input_stats(model: ReIDModel, cfg: dict[str, Any]) -> tuple[Any, Any]:
+    """The normalisation the model's weights expect, or ImageNet's."""
+    if cfg["data"]["normalization"] == "backbone":
+        return model.input_mean, model.input_std
+    if cfg["data"]["normalization"] == "imagenet":
+        return IMAGENET_MEAN, IMAGENET_STD
+    raise ConfigError("data.normalization must be 'backbone' or 'imagenet'")
+
+
+def load_dataset(cfg: dict[str, Any]) -> ReIDDataset:
+    d = cfg["data"]
+    return build_dataset(d["dataset"], d["root"], **d["options"])
+
+
+def make_evaluator(
+    dataset: ReIDDataset, cfg: dict[str, Any], mean: Any, std: Any, device: torch.device
+) -> Any:
+    """A function model -> RankResult on the dataset's query / gallery."""
+    d, e = cfg["data"], cfg["eval"]
+    tf = build_transforms(d["height"], d["width"], train=False, mean=mean, std=std)
+    loaders = {
+        s: build_test_loader(
+            dataset.split(s), tf, batch_size=d["test_batch_size"], workers=d["workers"]
+        )
+        for s in ("query", "gallery")
+    }
+    mode = dataset.eval_mode if e["mode"] == "auto" else e["mode"]
+
+    def run(model: ReIDModel) -> RankResult:
+        model = model.to(device)
+        q = extract_features(model, loaders["query"], device=device, flip=e["flip"])
+        g = extract_features(model, loaders["gallery"], device=device, flip=e["flip"])
+        return score_features(
+            q,
+            g,
+            metric=e["metric"],
+            normalize=e["normalize"],
+            mode=mode,
+            max_rank=e["max_rank"],
+            model=model,
+        )
+
+    return run
