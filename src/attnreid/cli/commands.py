@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from attnreid.config import CONFIG_DIR, dump_config, load_config
+from attnreid.errors import ConfigError
 
 
 def _config_args(p: argparse.ArgumentParser, required: bool = True) -> None:
@@ -42,6 +43,18 @@ def register(sub: Any) -> None:
         help="continue from OUTPUT_DIR/checkpoints/last.ckpt, or from CKPT",
     )
     p.add_argument("--print-config", action="store_true", help="print the merged config and exit")
+    p.add_argument(
+        "--seeds",
+        type=int,
+        default=None,
+        metavar="N",
+        help="train N runs (seeds seed..seed+N-1, each in OUTPUT_DIR/seedS) and print mean ± std",
+    )
+    p.add_argument(
+        "--vary-split",
+        action="store_true",
+        help="with --seeds: also use the seed as data.options.split_seed (CUHK01 random splits)",
+    )
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("eval", help="evaluate a checkpoint on a dataset's query/gallery protocol")
@@ -78,6 +91,18 @@ def cmd_train(args: argparse.Namespace) -> int:
     from attnreid.engine.train import train
     from attnreid.evaluation.report import results_table
 
+    if args.seeds is not None:
+        from attnreid.engine.runs import KEYS, format_summary, train_seeds
+
+        if args.seeds < 1:
+            raise ConfigError(f"--seeds must be at least 1, got {args.seeds}")
+        seeds = list(range(cfg["seed"], cfg["seed"] + args.seeds))
+        report = train_seeds(cfg, seeds, resume=bool(args.resume), vary_split=args.vary_split)
+        print("| model | " + " | ".join(KEYS) + " |")
+        print("|---" * (len(KEYS) + 1) + "|")
+        print(format_summary(cfg["name"], report["summary"], len(seeds)))
+        print(f"per-run results: {cfg['output_dir']}/runs.json")
+        return 0
     result = train(cfg, resume=args.resume)
     if result["evaluations"]:
         last = result["evaluations"][-1]

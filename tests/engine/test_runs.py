@@ -1,0 +1,62 @@
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from attnreid.cli.main import main
+from attnreid.engine.latency import measure_latency
+from attnreid.engine.runs import format_summary, summarize
+from tests.conftest import tiny_train_overrides
+
+
+def test_summarize_mean_and_sample_std():
+    runs = [
+        {"rank1": 0.5, "rank5": 0.7, "rank10": 0.8, "mAP": 0.4, "mINP": 0.2},
+        {"rank1": 0.7, "rank5": 0.9, "rank10": 1.0, "mAP": 0.6, "mINP": 0.4},
+    ]
+    s = summarize(runs)
+    assert s["rank1"]["mean"] == pytest.approx(0.6)
+    assert s["rank1"]["std"] == pytest.approx(0.1414213, abs=1e-6)  # ddof = 1
+    assert "60.0 ± 14.1" in format_summary("x", s, 2)
+    assert summarize(runs[:1])["mAP"]["std"] == 0.0
+
+
+def test_measure_latency_reports_positive_times():
+    lat = measure_latency(torch.nn.Conv2d(3, 4, 3), 32, 16, repeats=3, warmup=1)
+    assert lat.median_ms > 0 and lat.q1_ms <= lat.median_ms <= lat.q3_ms
+    assert (lat.height, lat.width, lat.batch) == (32, 16, 1) and lat.peak_mem_mb > 0
+
+
+@pytest.mark.slow
+def test_train_seeds_cli(tiny_synth, tmp_path, capsys):
+    out = tmp_path / "multi"
+    ov = tiny_train_overrides(tiny_synth, out, **{"model.name": "resnet18", "train.max_epochs": 1})
+    assert main(["train", "-c", "demo", *ov, "model.options={}", "--seeds", "2"]) == 0
+    printed = capsys.readouterr().out
+    assert "(2 runs)" in printed and "±" in printed
+    report = json.loads((out / "runs.json").read_text())
+    assert [r["seed"] for r in report["runs"]] == [0, 1]
+    assert (out / "seed1" / "checkpoints" / "last.ckpt").is_file()
+
+
+def test_bench_latency_cli(capsys):
+    args = [
+        "bench",
+        "latency",
+        "-c",
+        "demo",
+        "data.height=64",
+        "data.width=32",
+        "--repeats",
+        "2",
+        "--warmup",
+        "1",
+        "--compare",
+        "r18:model.options.backbone=resnet18",
+    ]
+    assert main(args) == 0
+    out = capsys.readouterr().out
+    assert "| demo | 64x32 | 1 |" in out and "| r18 | 64x32 |" in out
+    assert main(["bench", "latency", "-c", "demo", "--compare", "bad=1"]) == 2
