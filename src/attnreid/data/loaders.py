@@ -1,9 +1,20 @@
-"""Torch datasets and data loaders over :class:`~attnreid.data.base.ReIDItem` lists."""
+"""Torch datasets and data loaders over :class:`~attnreid.data.base.ReIDItem` lists.
+
+Items with ``frames`` (tracklets) get the video dataset of :mod:`attnreid.data.video`;
+``build_train_loader`` / ``build_test_loader`` choose it by themselves.
+
+Unreadable images: by default the error names the file. With ``skip_bad=True`` (training,
+``data.skip_bad_images``) an item whose image (or any frame) cannot be read is replaced by the
+next readable item of the same identity, and the sample carries ``"replaced"``: the path of the
+unreadable file ("" when nothing was replaced), so that the training loop can count them
+across worker processes (:class:`attnreid.engine.skipped.SkippedImages`).
+"""
 
 from __future__ import annotations
 
+from collections import defaultdict
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, TypeVar
 
 import torch
 from torch.utils.data import DataLoader, Dataset
@@ -11,22 +22,82 @@ from torch.utils.data import DataLoader, Dataset
 from attnreid.data.base import ReIDItem
 from attnreid.data.images import read_image
 from attnreid.data.samplers import PKBatchSampler
+from attnreid.errors import DatasetError
+
+T = TypeVar("T")
 
 
-class ImageDataset(Dataset[dict[str, Any]]):
-    """Items -> ``{"image": (3, H, W) float, "pid": int, "camid": int, "index": int}``."""
+def read_checked(path: str) -> Any:
+    """:func:`read_image`, with the path attached to the error (``exc.bad_path``)."""
+    try:
+        return read_image(path)
+    except DatasetError as exc:
+        exc.bad_path = path  # type: ignore[attr-defined]
+        raise
 
-    def __init__(self, items: Sequence[ReIDItem], transform: Callable[[Any], torch.Tensor]) -> None:
+
+class SameIdentityFallback:
+    """Replace an unreadable item by the next readable item of the same identity."""
+
+    items: list[ReIDItem]
+    skip_bad: bool
+
+    def _init_fallback(self, skip_bad: bool) -> None:
+        self.skip_bad = skip_bad
+        self._by_pid: dict[int, list[int]] = defaultdict(list)
+        for i, it in enumerate(self.items):
+            self._by_pid[it.pid].append(i)
+
+    def load_or_replace(self, index: int, load: Callable[[int], T]) -> tuple[T, int, str]:
+        """``(load(j), j, bad_path)``: ``j == index`` and ``bad_path == ""`` when it reads."""
+        try:
+            return load(index), index, ""
+        except DatasetError as exc:
+            if not self.skip_bad:
+                raise
+            bad = getattr(exc, "bad_path", self.items[index].path)
+            first = exc
+        same = self._by_pid[self.items[index].pid]
+        pos = same.index(index)
+        for j in same[pos + 1 :] + same[:pos]:
+            try:
+                return load(j), j, bad
+            except DatasetError:
+                continue
+        raise DatasetError(
+            f"{first} (no other image of identity {self.items[index].pid} is readable either)"
+        ) from None
+
+
+class ImageDataset(SameIdentityFallback, Dataset[dict[str, Any]]):
+    """Items -> ``{"image": (3, H, W) float, "pid": int, "camid": int, "index": int}``
+    (plus ``"replaced"`` with ``skip_bad``)."""
+
+    def __init__(
+        self,
+        items: Sequence[ReIDItem],
+        transform: Callable[[Any], torch.Tensor],
+        skip_bad: bool = False,
+    ) -> None:
         self.items = list(items)
         self.transform = transform
+        self._init_fallback(skip_bad)
 
     def __len__(self) -> int:
         return len(self.items)
 
     def __getitem__(self, index: int) -> dict[str, Any]:
+        img, index, bad = self.load_or_replace(index, lambda i: read_checked(self.items[i].path))
         it = self.items[index]
-        image = self.transform(read_image(it.path))
-        return {"image": image, "pid": it.pid, "camid": it.camid, "index": index}
+        out = {"image": self.transform(img), "pid": it.pid, "camid": it.camid, "index": index}
+        if self.skip_bad:
+            out["replaced"] = bad
+        return out
+
+
+def has_frames(items: Sequence[ReIDItem]) -> bool:
+    """True for tracklets (video datasets)."""
+    return bool(items) and bool(items[0].frames)
 
 
 def build_train_loader(
@@ -37,11 +108,22 @@ def build_train_loader(
     num_instances: int,
     seed: int = 0,
     workers: int = 2,
+    seq_len: int = 4,
+    skip_bad: bool = False,
 ) -> DataLoader:
-    """P x K identity-balanced loader (see :class:`PKBatchSampler`)."""
+    """P x K identity-balanced loader (see :class:`PKBatchSampler`); for tracklets, each
+    sample is ``seq_len`` consecutive frames from a random start."""
     sampler = PKBatchSampler([it.pid for it in items], num_identities, num_instances, seed=seed)
+    if has_frames(items):
+        from attnreid.data.video import VideoDataset
+
+        dataset: Dataset = VideoDataset(
+            items, transform, seq_len=seq_len, sampler="random", skip_bad=skip_bad
+        )
+    else:
+        dataset = ImageDataset(items, transform, skip_bad=skip_bad)
     return DataLoader(
-        ImageDataset(items, transform),
+        dataset,
         batch_sampler=sampler,
         num_workers=workers,
         pin_memory=torch.cuda.is_available(),
@@ -55,10 +137,21 @@ def build_test_loader(
     *,
     batch_size: int = 128,
     workers: int = 2,
+    seq_len: int = 4,
+    test_frames: str = "all",
 ) -> DataLoader:
-    """Sequential loader for feature extraction."""
+    """Sequential loader for feature extraction. For tracklets: ``test_frames="all"`` (every
+    frame, in chunks of ``seq_len``) or ``"evenly"`` (``seq_len`` evenly spaced frames), and
+    ``batch_size`` counts frames (``batch_size // seq_len`` tracklet chunks per batch)."""
+    if has_frames(items):
+        from attnreid.data.video import VideoDataset
+
+        dataset: Dataset = VideoDataset(items, transform, seq_len=seq_len, sampler=test_frames)
+        batch_size = max(1, batch_size // seq_len)
+    else:
+        dataset = ImageDataset(items, transform)
     return DataLoader(
-        ImageDataset(items, transform),
+        dataset,
         batch_size=batch_size,
         shuffle=False,
         num_workers=workers,

@@ -58,4 +58,12 @@ def build_dataset(name: str, root: str | Path, **options: Any) -> ReIDDataset:
 
 
 # Loaders register themselves on import.
-from attnreid.data.datasets import cuhk01, custom, market  # noqa: E402, F401
+from attnreid.data.datasets import (  # noqa: E402, F401
+    cuhk01,
+    cuhk03,
+    custom,
+    dukemtmc,
+    market,
+    mars,
+    msmt17,
+)

@@ -10,6 +10,16 @@ Name: ``PPPP_cCsS_FFFFFF_BB.jpg`` — identity, camera (1-based), sequence, fram
 Identity ``-1`` marks junk boxes: they are dropped when loading, as torchreid and fast-reid
 do, so they never count as right or wrong. Identity ``0000`` marks distractors: they stay in
 the gallery with pid 0, which matches no query. Non-image files (``Thumbs.db``) are ignored.
+
+Market-1501+500k: with ``distractors_500k=True`` the images of the distractor set
+(``distractors_500k.zip``, extracted into the dataset folder as ``images/``, the folder
+torchreid reads; ``distractors_dir`` names another one) are added to the gallery. They are
+parsed like every Market-1501 file (``PPPP_cC...``) and keep the identity of their name, as in
+torchreid.
+
+The loader records the junk images it dropped per split in ``info["junk"]`` so that
+``attnreid data stats`` can compare the folder with the published counts, which include them
+(gallery: 19,732 files = 15,913 kept + 3,819 junk).
 """
 
 from __future__ import annotations
@@ -66,17 +76,40 @@ def parse_market_dir(
     return items
 
 
+def load_market_layout(
+    base: Path, name: str, subdirs: tuple[str, str, str] = MARKET_SUBDIRS, keep_junk: bool = False
+) -> tuple[list[ReIDItem], list[ReIDItem], list[ReIDItem], dict[str, int]]:
+    """Train (relabelled), query and gallery of a folder in the Market-1501 layout, and the
+    number of junk images (identity -1) dropped per split."""
+    splits, junk = {}, {}
+    for split, sub in zip(("train", "query", "gallery"), subdirs):
+        folder = require_dir(base / sub, name, split)
+        items = parse_market_dir(folder, name, keep_junk=True)
+        junk[split] = sum(it.pid == -1 for it in items)
+        splits[split] = items if keep_junk else [it for it in items if it.pid != -1]
+        check_split(splits[split], name, split, folder)
+    train = relabel([it for it in splits["train"] if it.pid >= 0])
+    return train, splits["query"], splits["gallery"], {k: v for k, v in junk.items() if v}
+
+
 @register_dataset("market1501")
-def market1501(root: Path, keep_junk: bool = False) -> ReIDDataset:
+def market1501(
+    root: Path,
+    keep_junk: bool = False,
+    distractors_500k: bool = False,
+    distractors_dir: str = "images",
+) -> ReIDDataset:
     """Load Market-1501 (or any folder in its layout, e.g. ``attnreid synth`` output)."""
     base = find_root(root, MARKET_SUBDIRS, ("Market-1501-v15.09.15", "market1501"), "market1501")
-    splits = {}
-    for split, sub in zip(("train", "query", "gallery"), MARKET_SUBDIRS):
-        folder = require_dir(base / sub, "market1501", split)
-        splits[split] = parse_market_dir(folder, "market1501", keep_junk=keep_junk)
-        check_split(splits[split], "market1501", split, folder)
-    train = relabel([it for it in splits["train"] if it.pid >= 0])
-    return ReIDDataset("market1501", base, train, splits["query"], splits["gallery"], "market")
+    train, query, gallery, junk = load_market_layout(base, "market1501", keep_junk=keep_junk)
+    info: dict[str, object] = {"junk": junk, "distractors_500k": distractors_500k}
+    if distractors_500k:
+        folder = require_dir(base / distractors_dir, "market1501", "500k distractor")
+        extra = parse_market_dir(folder, "market1501", keep_junk=keep_junk)
+        check_split(extra, "market1501", "500k distractor", folder)
+        gallery = gallery + extra
+        info["num_distractors_500k"] = len(extra)
+    return ReIDDataset("market1501", base, train, query, gallery, "market", info)
 
 
 @register_dataset("synth")
