@@ -40,6 +40,9 @@ DEFAULTS: dict[str, Any] = {
         "workers": 2,
         "test_batch_size": 128,
         "normalization": "backbone",  # backbone | imagenet
+        "seq_len": 4,  # video: frames per training clip (T), and per test chunk
+        "test_frames": "all",  # video test frames: all (in chunks) | evenly (seq_len frames)
+        "skip_bad_images": False,  # training: replace unreadable images, count them
         "transforms": {
             "flip": 0.5,
             "pad": 10,
@@ -87,6 +90,7 @@ DEFAULTS: dict[str, Any] = {
         "grad_clip": None,
         "deterministic": False,
         "progress": True,
+        "freeze_backbone_epochs": 0,  # DuATM: backbone frozen (no grads, BN fixed) this long
     },
     "eval": {
         "metric": "euclidean",  # euclidean | cosine
@@ -94,6 +98,11 @@ DEFAULTS: dict[str, Any] = {
         "flip": True,  # average the features of the image and its mirror
         "max_rank": 50,
         "mode": "auto",  # auto (the dataset's protocol) | market | cuhk03
+        "rerank": False,  # k-reciprocal re-ranking (Zhong et al. 2017)
+        "rerank_k1": 20,
+        "rerank_k2": 6,
+        "rerank_lambda": 0.3,
+        "block_threshold": 67108864,  # query x gallery distances above which: query blocks
     },
 }
 

@@ -10,7 +10,10 @@ from pathlib import Path
 from typing import Any
 
 import lightning as L
+from torch import nn
 
+from attnreid.engine.safetensors_io import save_beside_checkpoint
+from attnreid.errors import ConfigError
 from attnreid.evaluation.metrics import RankResult
 from attnreid.utils.io import atomic_write_text
 
@@ -64,13 +67,15 @@ class EpochLog(L.Callback):
 
     def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self.t0 = time.perf_counter()
+        # the learning rate of this epoch (the scheduler steps before on_train_epoch_end)
+        self.lr = trainer.optimizers[0].param_groups[0]["lr"]
 
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if trainer.global_rank != 0:
             return
         m = trainer.callback_metrics
         loss = m.get("loss_epoch", m.get("loss"))
-        lr = trainer.optimizers[0].param_groups[0]["lr"]
+        lr = self.lr
         print(
             f"[train] epoch {trainer.current_epoch + 1}/{trainer.max_epochs}"
             f"  loss {float(loss):.4f}  lr {lr:.2e}  {time.perf_counter() - self.t0:.1f} s",
@@ -117,4 +122,30 @@ class EpochCheckpoint(L.Callback):
         epoch = trainer.current_epoch + 1
         if self.every > 0 and epoch % self.every == 0:
             trainer.save_checkpoint(self.dirpath / f"epoch{epoch:03d}.ckpt")
+            save_beside_checkpoint(trainer, pl_module, self.dirpath / f"epoch{epoch:03d}.ckpt")
         trainer.save_checkpoint(self.dirpath / "last.ckpt")
+        save_beside_checkpoint(trainer, pl_module, self.dirpath / "last.ckpt")
+
+
+class FreezeBackbone(L.Callback):
+    """Freeze ``model.backbone`` for the first ``epochs`` epochs (DuATM: DenseNet frozen for
+    100 of 300 epochs): its parameters get no gradients (so the optimiser, which skips
+    parameters without a gradient, leaves them and their weight decay alone) and it runs in
+    eval mode (BatchNorm statistics fixed). Set before every training batch, so a resumed run
+    freezes or not by its epoch."""
+
+    def __init__(self, epochs: int) -> None:
+        self.epochs = int(epochs)
+
+    def on_train_batch_start(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, batch: Any, batch_idx: int
+    ) -> None:
+        backbone = getattr(getattr(pl_module, "model", None), "backbone", None)
+        if not isinstance(backbone, nn.Module):
+            raise ConfigError(
+                "train.freeze_backbone_epochs needs a model with a 'backbone' module"
+            )
+        frozen = trainer.current_epoch < self.epochs
+        for p in backbone.parameters():
+            p.requires_grad_(not frozen)
+        backbone.train(pl_module.training and not frozen)

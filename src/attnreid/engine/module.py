@@ -37,15 +37,21 @@ class ReIDModule(L.LightningModule):
         return self.model(x)
 
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
-        outputs = self.model(batch["image"])
-        total, parts = self.loss(outputs, batch["pid"])
+        images, targets = batch["image"], batch["pid"]
+        if images.dim() == 5 and not getattr(self.model, "handles_video", False):
+            # video clips (B, T, 3, H, W) train an image model as torchreid does: every frame
+            # is a sample (B*T, 3, H, W) with its tracklet's identity
+            targets = targets.repeat_interleave(images.shape[1])
+            images = images.flatten(0, 1)
+        outputs = self.model(images)
+        total, parts = self.loss(outputs, targets)
         if not torch.isfinite(total):
             pids = sorted(set(batch["pid"].tolist()))
             raise FloatingPointError(
                 f"loss became {total.item()} at epoch {self.current_epoch}, step "
                 f"{self.global_step} (batch identities {pids[:16]}{' ...' * (len(pids) > 16)})"
             )
-        bs = batch["image"].shape[0]
+        bs = images.shape[0]
         self.log("loss", total, prog_bar=True, on_step=True, on_epoch=True, batch_size=bs)
         for name, value in parts.items():
             self.log(f"loss/{name}", value, on_step=False, on_epoch=True, batch_size=bs)

@@ -32,10 +32,12 @@ from attnreid.engine.callbacks import (
     EpochCheckpoint,
     EpochLog,
     EvaluationCallback,
+    FreezeBackbone,
     TransformSchedule,
 )
 from attnreid.engine.checkpoint import AtomicCheckpointIO, read_checkpoint
 from attnreid.engine.module import ReIDModule
+from attnreid.engine.skipped import SkippedImages
 from attnreid.errors import CheckpointError
 from attnreid.utils.device import resolve_device
 from attnreid.utils.io import atomic_write_text
@@ -91,6 +93,8 @@ def train(cfg: dict[str, Any], resume: str | bool | None = None) -> dict[str, An
         num_instances=d["num_instances"],
         seed=cfg["seed"],
         workers=d["workers"],
+        seq_len=d["seq_len"],
+        skip_bad=d["skip_bad_images"],
     )
     train_loader.batch_sampler.set_epoch(start_epoch)
     out.mkdir(parents=True, exist_ok=True)
@@ -103,12 +107,16 @@ def train(cfg: dict[str, Any], resume: str | bool | None = None) -> dict[str, An
         out / "metrics.json",
     )
     interactive = t["progress"] and sys.stderr.isatty()
+    skipped = SkippedImages()
     callbacks: list[L.Callback] = [
+        skipped,
         schedule,
         evaluator,
         EpochCheckpoint(ckpt_dir, t["checkpoint_every"]),
         RichProgressBar() if interactive else EpochLog(),
     ]
+    if t["freeze_backbone_epochs"] > 0:
+        callbacks.insert(0, FreezeBackbone(t["freeze_backbone_epochs"]))
     loggers: list[Any] = [CSVLogger(out, name="logs")]
     try:
         import tensorboard  # noqa: F401
@@ -136,7 +144,10 @@ def train(cfg: dict[str, Any], resume: str | bool | None = None) -> dict[str, An
         default_root_dir=out,
     )
     trainer.fit(module, train_dataloaders=train_loader, ckpt_path=ckpt_path)
+    if skipped.report():
+        print(skipped.report(), file=sys.stderr, flush=True)
     return {
+        "skipped_images": dict(skipped.counts),
         "output_dir": str(out),
         "last_checkpoint": str(ckpt_dir / "last.ckpt"),
         "evaluations": evaluator.history,

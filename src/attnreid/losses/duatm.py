@@ -1,0 +1,112 @@
+"""DuATM's training losses (Si et al., CVPR 2018, sec. 3.3): ``l0 + lambda1 l1 + lambda2 l2``.
+
+* ``l0``, eq. 6, :class:`MatchingTripletLoss` (``type: matching_triplet``): the triplet loss
+  ``max(0, gamma + ||X_a - X_p||_M - ||X_a - X_n||_M)`` on the distance the model's sequence
+  matching computes (margin ``gamma = 0.2``), with batch-hard mining over a P x K batch (every
+  sample is an anchor with its hardest positive and negative, Hermans et al. 2017). It reads
+  the branch output ``"dist"``, the ``(B, B)`` matrix the model computes with its dual
+  attention.
+* ``l1``, eq. 7, :class:`DecorrelationLoss` (``type: decorrelation``): ``(1 / N^2)
+  ||I - F(X)^T F(X)||_F^2`` per sequence, averaged over the batch. ``F(X)`` is read as the
+  ``D x N`` matrix whose columns are the sequence's ``N = S`` vectors ("N is the total number
+  of feature vectors in the sequence"), so ``F^T F`` is their ``S x S`` Gram matrix and the
+  loss pushes the vectors of one sequence towards orthogonality. Reads ``"seq"`` ``(B, S, D)``.
+* ``l2``, eq. 8: cross-entropy (the stock ``type: cross_entropy`` with ``epsilon: 0``) on the
+  logits of randomly convex-combined sequences ``z = sum_i w_i x_i``, which the model computes
+  in training with :func:`convex_combine` (its ``"logits"`` output, one combination per
+  sequence, so the labels are the batch's).
+
+Random convex combination (:func:`random_convex_weights`): ``w_i ~ U[0, 1]``, each reset to 0
+with probability ``p``, then divided by their sum. If every weight of a sequence was reset
+(probability ``p^S``) that sequence is averaged uniformly instead; the paper does not say.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from attnreid.errors import ConfigError
+from attnreid.losses.composite import register_loss
+from attnreid.losses.triplet import hard_example_mining
+
+
+class MatchingTripletLoss(nn.Module):
+    """Batch-hard triplet loss on a precomputed ``(B, B)`` distance matrix (eq. 6).
+
+    ``margin=None`` gives the soft margin ``log(1 + exp(d_ap - d_an))``.
+    """
+
+    def __init__(self, margin: float | None = 0.2) -> None:
+        super().__init__()
+        if margin is not None and margin < 0:
+            raise ConfigError(f"matching triplet margin must be >= 0 or null, got {margin}")
+        self.margin = margin
+
+    def forward(self, dist: Tensor, labels: Tensor) -> Tensor:
+        # dist: (B, B), labels: (B,)
+        if dist.dim() != 2 or dist.shape[0] != dist.shape[1] or dist.shape[0] != len(labels):
+            raise ConfigError(
+                f"matching triplet loss needs a (B, B) distance matrix for {len(labels)} "
+                f"labels, got shape {tuple(dist.shape)}"
+            )
+        d_ap, d_an, valid = hard_example_mining(dist.float(), labels)
+        if not valid.any():
+            return dist.sum() * 0.0
+        d_ap, d_an = d_ap[valid], d_an[valid]
+        if self.margin is None:
+            return F.softplus(d_ap - d_an).mean()
+        return F.relu(d_ap - d_an + self.margin).mean()
+
+    def extra_repr(self) -> str:
+        return f"margin={self.margin}"
+
+
+class DecorrelationLoss(nn.Module):
+    """Eq. 7: ``mean_b (1 / S^2) ||I_S - X_b X_b^T||_F^2`` for sequences ``(B, S, D)``."""
+
+    def forward(self, seq: Tensor, labels: Tensor | None = None) -> Tensor:
+        # seq: (B, S, D); labels unused
+        if seq.dim() != 3:
+            raise ConfigError(
+                f"de-correlation loss needs sequences (B, S, D), got shape {tuple(seq.shape)}"
+            )
+        s = seq.shape[1]
+        seq = seq.float()
+        gram = seq @ seq.transpose(1, 2)  # (B, S, S)
+        eye = torch.eye(s, device=seq.device, dtype=seq.dtype)
+        return (eye - gram).pow(2).sum(dim=(1, 2)).mean() / s**2
+
+
+def random_convex_weights(
+    batch: int,
+    length: int,
+    drop_prob: float,
+    *,
+    generator: torch.Generator | None = None,
+    device: torch.device | str | None = None,
+) -> Tensor:
+    """``(batch, length)`` random convex-combination weights: non-negative, rows sum to 1."""
+    if not 0.0 <= drop_prob < 1.0:
+        raise ConfigError(f"convex combination drop probability must be in [0, 1), got {drop_prob}")
+    w = torch.rand(batch, length, generator=generator, device=device)
+    keep = torch.rand(batch, length, generator=generator, device=device) >= drop_prob
+    w = w * keep
+    total = w.sum(1, keepdim=True)
+    uniform = torch.full_like(w, 1.0 / length)
+    return torch.where(total > 0, w / total.clamp_min(1e-12), uniform)
+
+
+def convex_combine(
+    seq: Tensor, drop_prob: float, *, generator: torch.Generator | None = None
+) -> Tensor:
+    """``z_b = sum_i w_{b,i} x_b^i`` with :func:`random_convex_weights`: ``(B, S, D) -> (B, D)``."""
+    w = random_convex_weights(
+        seq.shape[0], seq.shape[1], drop_prob, generator=generator, device=seq.device
+    )
+    return torch.einsum("bs,bsd->bd", w.to(seq.dtype), seq)
+
+
+register_loss("matching_triplet", MatchingTripletLoss, "dist")
+register_loss("decorrelation", DecorrelationLoss, "seq")

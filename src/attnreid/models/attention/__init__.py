@@ -1,0 +1,1 @@
+"""Attention modules, one file per module; each docstring states its paper's equations."""

@@ -1,0 +1,170 @@
+"""The self-attention block of SA-ResNet (Li, Jiang, Hwang, Knowledge-Based Systems 2019).
+
+The block attends over the ``L = h * w`` positions of a ``(B, D, h, w)`` feature map (the
+``8 x 4 x 2048`` ResNet-50 map at 256x128) and adds the result back to the map:
+
+* eq. 2-3: three 1x1 convolutions ``f, g, h`` map ``D`` channels to ``D / 8`` ("we convert them
+  to a lower-dimensional feature space D = D/8"), each followed by a ReLU, and the response
+  between positions is ``e_ij = max(f(x_i), 0)^T max(g(x_j), 0)``;
+* eq. 4: the scores ``s_{j,i} = exp(e_ij) / sum_i exp(e_ij)`` — for every output position
+  ``j`` a distribution over the attended positions ``i`` (the rows of :meth:`attention` sum
+  to 1); ``scores="sigmoid"`` is the Table 6 ablation, ``s_{j,i} = sigmoid(e_ij)``;
+* eq. 5: ``o_j = sum_i s_{j,i} h(x_i)`` followed by a 1x1 convolution ``D / 8 -> D``;
+* eq. 6: ``y = alpha * o + x`` with ``alpha`` a learned scalar initialised to 0, so the block
+  starts as the identity.
+
+Shapes: input and output ``(B, D, h, w)``; ``f, g``: ``(B, D/key_reduction, L)``;
+``h``: ``(B, D/value_reduction, L)``; scores ``(B, L, L)``, row ``j`` = output position ``j``,
+column ``i`` = attended position ``i`` (both in row-major ``h x w`` order).
+
+Where the paper is ambiguous, the choices (each an option):
+
+* **Eq. 5's double sum** ``o_j = sum_{i=1}^L sum_{j=1}^D s_{i,j} h(x)`` sums over the index it
+  defines and over channels. Read literally, summing over ``j`` too makes ``o`` the same vector
+  at every position. We follow SAGAN (Zhang et al. 2019), from which eqs. 3-6 are taken
+  nearly word for word ("the extent to which the model attends to the i-th location when
+  synthesizing the j-th ..."): ``o_j = sum_i s_{j,i} h(x_i)`` (``aggregation="position"``).
+  ``aggregation="global"`` is the literal reading: ``o = sum_i (sum_j s_{j,i}) h(x_i) / L``
+  broadcast to every position (divided by ``L`` so the weights still sum to 1).
+* **The value dimension.** The paper reduces all three spaces to ``D / 8`` but adds ``o`` to
+  ``x`` (``D`` channels) in eq. 6; SAGAN keeps ``h`` at ``C/2`` or ``C``. We reduce ``h`` to
+  ``D / value_reduction`` (8, the paper's) and project back to ``D`` with a 1x1 convolution
+  (with bias) so that the residual sum is defined, as NOTES.md advises.
+* **ReLU on h.** Eq. 3 only rectifies ``f`` and ``g``; the text applies the ReLU after the
+  "linear space conversion" of the three spaces ("ReLU is combined to get a nonlinear
+  response"; "distinct convolution kernels are combined with non-linear functions").
+  ``value_relu=True`` (default) rectifies ``h`` as well; ``False`` is eq. 3 to the letter.
+* **No 1/sqrt(d) scale.** Eq. 1 (Vaswani et al.) scales the dot products, eqs. 3-4 do not;
+  ``scale=False`` follows eqs. 3-4, ``scale=True`` divides ``e`` by ``sqrt(D / key_reduction)``.
+* **Sigmoid scores** are not normalised over positions; the weighted sum is divided by ``L``
+  (a mean rather than a sum) so that ``o`` has the scale of the softmax variant. ``alpha`` is
+  learned either way, so this only keeps the two ablation arms' initial gradients comparable.
+  (With rectified ``f`` and ``g``, ``e >= 0`` and the sigmoid scores lie in ``[0.5, 1)``.)
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from attnreid.errors import ConfigError, ModelError
+
+SCORES = ("softmax", "sigmoid")
+AGGREGATIONS = ("position", "global")
+
+
+def query_index(query_point: tuple[float, float], height: int, width: int) -> int:
+    """Row-major index of the ``height x width`` feature cell containing ``(y, x)`` in [0, 1]."""
+    try:
+        y, x = (float(v) for v in query_point)
+    except (TypeError, ValueError):
+        raise ConfigError(f"query point must be a pair (y, x), got {query_point!r}") from None
+    if not (0.0 <= y <= 1.0 and 0.0 <= x <= 1.0):
+        raise ConfigError(f"query point (y, x) must lie in [0, 1] x [0, 1], got ({y:g}, {x:g})")
+    row, col = min(int(y * height), height - 1), min(int(x * width), width - 1)
+    return row * width + col
+
+
+def _reduced(channels: int, reduction: int, what: str) -> int:
+    if isinstance(reduction, bool) or not isinstance(reduction, int) or reduction < 1:
+        raise ModelError(f"self-attention: {what} must be a positive integer, got {reduction!r}")
+    if channels % reduction:
+        raise ModelError(
+            f"self-attention: {channels} channels are not divisible by {what}={reduction}"
+        )
+    return channels // reduction
+
+
+class SelfAttention(nn.Module):
+    """SA-ResNet's self-attention: ``(B, D, h, w) -> (B, D, h, w)``, ``y = alpha * o + x``.
+
+    Args:
+        in_channels: ``D``.
+        key_reduction: ``f`` and ``g`` have ``D // key_reduction`` channels (paper: 8).
+        value_reduction: ``h`` has ``D // value_reduction`` channels (paper: 8).
+        scores: ``"softmax"`` over attended positions (eq. 4) or ``"sigmoid"`` (Table 6).
+        aggregation: ``"position"`` (SAGAN reading of eq. 5) or ``"global"`` (literal).
+        value_relu: rectify ``h`` as ``f`` and ``g``.
+        scale: divide the responses by ``sqrt(D // key_reduction)``.
+    """
+
+    def __init__(
+        self,
+        in_channels: int,
+        *,
+        key_reduction: int = 8,
+        value_reduction: int = 8,
+        scores: str = "softmax",
+        aggregation: str = "position",
+        value_relu: bool = True,
+        scale: bool = False,
+    ) -> None:
+        super().__init__()
+        if scores not in SCORES:
+            raise ModelError(f"self-attention: scores must be softmax or sigmoid, got {scores!r}")
+        if aggregation not in AGGREGATIONS:
+            raise ModelError(
+                f"self-attention: aggregation must be position or global, got {aggregation!r}"
+            )
+        key_dim = _reduced(in_channels, key_reduction, "key_reduction")
+        value_dim = _reduced(in_channels, value_reduction, "value_reduction")
+        self.scores, self.aggregation = scores, aggregation
+        self.value_relu = value_relu
+        self.temperature = math.sqrt(key_dim) if scale else 1.0
+        self.f = nn.Conv2d(in_channels, key_dim, 1)
+        self.g = nn.Conv2d(in_channels, key_dim, 1)
+        self.h = nn.Conv2d(in_channels, value_dim, 1)
+        self.out = nn.Conv2d(value_dim, in_channels, 1)
+        self.alpha = nn.Parameter(torch.zeros(()))
+
+    def attention(self, x: Tensor) -> Tensor:
+        """The scores ``s``: ``(B, D, h, w) -> (B, L, L)``, row ``j`` attends over columns ``i``."""
+        fx = F.relu(self.f(x)).flatten(2)  # (B, Dk, L)   attended positions i
+        gx = F.relu(self.g(x)).flatten(2)  # (B, Dk, L)   output positions j
+        energy = torch.bmm(gx.transpose(1, 2), fx)  # (B, L_j, L_i): e_ij = f(x_i) . g(x_j)
+        if self.temperature != 1.0:
+            energy = energy / self.temperature
+        if self.scores == "softmax":
+            return energy.softmax(dim=-1)  # each row sums to 1 (eq. 4)
+        return torch.sigmoid(energy)
+
+    def maps(self, x: Tensor, query_point: tuple[float, float] | None = None) -> Tensor:
+        """Attention maps for visualisation: ``(B, D, h, w) -> (B, h, w)``.
+
+        With ``query_point=(y, x)`` in ``[0, 1]`` image coordinates: the scores of the feature
+        position whose cell contains the point, over all positions. Without: the mean score
+        each position receives from all output positions.
+        """
+        b, _, hh, ww = x.shape
+        s = self.attention(x)  # (B, L, L)
+        if query_point is None:
+            return s.mean(dim=1).reshape(b, hh, ww)
+        return s[:, query_index(query_point, hh, ww), :].reshape(b, hh, ww)
+
+    def forward(self, x: Tensor) -> Tensor:
+        # x: (B, D, h, w)
+        b, _, hh, ww = x.shape
+        length = hh * ww
+        s = self.attention(x)  # (B, L, L)
+        hx = self.h(x)
+        if self.value_relu:
+            hx = F.relu(hx)
+        hx = hx.flatten(2)  # (B, Dv, L)
+        if self.scores == "sigmoid":
+            s = s / length  # mean instead of sum over the attended positions
+        if self.aggregation == "position":
+            o = torch.bmm(hx, s.transpose(1, 2))  # (B, Dv, L_j): o_j = sum_i s_ji h_i
+        else:
+            weights = s.sum(dim=1, keepdim=True) / length  # (B, 1, L_i)
+            o = (hx * weights).sum(dim=2, keepdim=True).expand(-1, -1, length)  # (B, Dv, L)
+        o = self.out(o.reshape(b, -1, hh, ww))  # (B, D, h, w)
+        return self.alpha * o + x  # eq. 6
+
+    def extra_repr(self) -> str:
+        return (
+            f"scores={self.scores!r}, aggregation={self.aggregation!r}, "
+            f"value_relu={self.value_relu}, temperature={self.temperature:g}"
+        )

@@ -1,0 +1,308 @@
+"""DuATM, the Dual ATtention Matching network (Si et al., CVPR 2018), for images and video.
+
+Feature sequence extraction (sec. 3.1), ``X = F(input)``, ``(B, S, D)`` with unit-norm rows:
+
+* images (``duatm``): the DenseNet-121 Block-4 map ``(B, 1024, h, w)`` (8 x 4 at 256x128);
+  its ``S = h * w`` positions, in row-major order, form the sequence; each vector goes
+  through one FC layer to ``D = 256`` and is L2-normalised;
+* video (``duatm_video``, ``handles_video = True``): clips ``(B, T, 3, H, W)``; each frame's
+  Block-4 map is average-pooled to one vector, a bidirectional recurrent layer runs over the
+  ``T`` frame vectors, and its hidden states (``D / 2`` per direction, concatenated: ``D``)
+  form the sequence, each L2-normalised. The paper names neither the cell nor the hidden
+  size: ``rnn="lstm"`` (or ``"gru"``) and ``D / 2`` per direction are our choices. A 4-D
+  input is treated as one-frame clips.
+
+Sequence matching (sec. 3.2) is :class:`~attnreid.models.attention.dual_attention.DualAttention`.
+``matching`` chooses the Table 1 / Table 2 arm: ``"full"`` (DuATM), ``"intra"``, ``"inter"``,
+or ``"avgpool"`` (the paper's baseline: the mean of the sequence, euclidean distance).
+
+Training output ``{"duatm": {...}}``: ``"dist"`` ``(B, B)`` (the matching distance of every
+pair of the batch, for ``type: matching_triplet``), ``"seq"`` (for ``type: decorrelation``),
+``"logits"`` (the classifier on one random convex combination of each sequence, eq. 8, drop
+probability ``drop_prob``, for ``type: cross_entropy``) and ``"feat"`` (the mean vector).
+
+Test features: image sequences ``(B, S, D)``; the video model returns its clip's sequence
+flattened, ``(B, T * D)``, so the clip and tracklet tooling of the evaluation handles it as a
+vector (one clip per tracklet is the paper's protocol: a single 64-frame subsequence);
+:meth:`compute_distance` accepts both forms. ``avgpool`` returns the mean vector ``(B, D)``
+and the configured metric is used. ``eval_mode="exact"`` scores every query x gallery pair,
+``"two_stage"`` ranks by the mean vectors and re-scores the top ``rerank_k`` with DuATM
+(:meth:`DualAttention.two_stage_distance` says how the rest is ordered). Sequence features
+must not be flip-averaged position by position: the presets set ``eval.flip: false`` (the
+paper evaluates without augmentation, except its ** rows).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from attnreid.errors import ConfigError, ModelError
+from attnreid.losses.duatm import convex_combine
+from attnreid.losses.triplet import pairwise_distance
+from attnreid.models.attention.dual_attention import DualAttention, cell_index
+from attnreid.models.backbones import build_backbone
+from attnreid.models.registry import ReIDModel, register_model
+
+MATCHINGS = ("full", "intra", "inter", "avgpool")
+EVAL_MODES = ("exact", "two_stage")
+
+
+class DuATM(ReIDModel):
+    """DuATM on images: DenseNet-121 feature sequences + dual attention matching."""
+
+    handles_video = False
+
+    def __init__(
+        self,
+        num_classes: int,
+        pretrained: str = "none",
+        backbone: str = "densenet121",
+        last_stride: int = 2,
+        dim: int = 256,
+        matching: str = "full",
+        drop_prob: float = 0.2,
+        eval_mode: str = "exact",
+        rerank_k: int = 100,
+        block_size: int | None = None,
+    ) -> None:
+        super().__init__()
+        if matching not in MATCHINGS:
+            raise ModelError(
+                f"duatm: matching must be one of {', '.join(MATCHINGS)}, got {matching!r}"
+            )
+        if eval_mode not in EVAL_MODES:
+            raise ModelError(f"duatm: eval_mode must be exact or two_stage, got {eval_mode!r}")
+        if isinstance(dim, bool) or not isinstance(dim, int) or dim < 2:
+            raise ModelError(f"duatm: dim must be an integer >= 2, got {dim!r}")
+        if not 0.0 <= drop_prob < 1.0:
+            raise ModelError(f"duatm: drop_prob must be in [0, 1), got {drop_prob!r}")
+        if isinstance(rerank_k, bool) or not isinstance(rerank_k, int) or rerank_k < 1:
+            raise ModelError(f"duatm: rerank_k must be a positive integer, got {rerank_k!r}")
+        if block_size is not None and (not isinstance(block_size, int) or block_size < 1):
+            raise ModelError(f"duatm: block_size must be a positive integer, got {block_size!r}")
+        self.backbone = build_backbone(backbone, pretrained, last_stride=last_stride)
+        self.matching, self.drop_prob = matching, drop_prob
+        self.eval_mode, self.rerank_k, self.block_size = eval_mode, rerank_k, block_size
+        self.dim = dim
+        self.feature_dim = dim
+        self.num_classes = num_classes
+        self.input_mean, self.input_std = self.backbone.mean, self.backbone.std
+        self.matcher = DualAttention(dim, matching) if matching != "avgpool" else None
+        self.classifier = nn.Linear(dim, num_classes)  # eq. 8's FC layer (theta)
+        self._build_sequence_head()
+
+    def _build_sequence_head(self) -> None:
+        self.embed = nn.Linear(self.backbone.out_channels, self.dim)
+
+    def sequence(self, x: Tensor) -> Tensor:
+        """Feature sequences: ``(B, 3, H, W) -> (B, S, D)``, unit-norm rows."""
+        fmap = self.backbone(x)  # (B, C, h, w)
+        return F.normalize(self.embed(fmap.flatten(2).transpose(1, 2)), dim=-1)  # (B, h*w, D)
+
+    def forward(self, x: Tensor) -> Tensor | dict[str, dict[str, Tensor]]:
+        seq = self.sequence(x)  # (B, S, D)
+        if not self.training:
+            return seq.mean(1) if self.matcher is None else self._test_feature(seq)
+        # (B, B): eq. 5 for every pair, or the euclidean distance of the pooled vectors
+        dist = pairwise_distance(seq.mean(1).float()) if self.matcher is None else self.matcher(seq)
+        logits = self.classifier(convex_combine(seq, self.drop_prob))
+        return {"duatm": {"dist": dist, "seq": seq, "logits": logits, "feat": seq.mean(1)}}
+
+    def _test_feature(self, seq: Tensor) -> Tensor:
+        return seq  # (B, S, D)
+
+    def _sequences(self, feats: Tensor, name: str) -> Tensor:
+        if feats.dim() == 2 and feats.shape[1] % self.dim == 0:
+            return feats.reshape(len(feats), -1, self.dim)  # flattened (N, S * D)
+        if feats.dim() == 3 and feats.shape[2] == self.dim:
+            return feats
+        raise ConfigError(
+            f"DuATM distance: {name} features must be sequences (N, S, {self.dim}) or their "
+            f"flattened (N, S * {self.dim}) form, got shape {tuple(feats.shape)}"
+        )
+
+    def compute_distance(self, query: Tensor, gallery: Tensor) -> Tensor | None:
+        """The DuATM distance ``(Q, G)`` (None for ``avgpool``: the configured metric)."""
+        if self.matcher is None:
+            return None
+        q, g = self._sequences(query, "query"), self._sequences(gallery, "gallery")
+        if self.eval_mode == "two_stage":
+            return self.matcher.two_stage_distance(q, g, self.rerank_k)
+        return self.matcher.distance_matrix(q, g, block_size=self.block_size)
+
+    @torch.no_grad()
+    def attention_maps(
+        self,
+        x: Tensor,
+        query_point: tuple[float, float] | None = None,
+        other: Tensor | None = None,
+    ) -> dict[str, Tensor]:
+        """``{"intra": (B, h, w)}`` (and ``"inter"`` when ``other`` images are given).
+
+        ``intra``: with ``query_point=(y, x)`` in [0, 1], the intra-sequence weights of that
+        cell's vector over the positions of its own image; without, the mean weight each
+        position receives. ``inter`` (needs ``other``, ``(B, 3, H, W)``): the same for the
+        inter-sequence weights over the positions of ``other``, the alignment of eq. 3.
+        """
+        if self.matcher is None:
+            raise ModelError("duatm: matching='avgpool' has no attention to draw")
+        if not self.matcher.intra and other is None:
+            raise ModelError("duatm: inter-only matching attends across a pair: pass other= images")
+        was_training = self.training
+        self.eval()
+        try:
+            fmap = self.backbone(x)
+            h, w = fmap.shape[-2:]
+            seq = F.normalize(self.embed(fmap.flatten(2).transpose(1, 2)), dim=-1)
+            q = self.matcher.filters(seq)
+            memories = {"intra": seq} if self.matcher.intra else {}
+            if other is not None:
+                memories["inter"] = self.sequence(other.to(x.device))
+            out = {}
+            for name, mem in memories.items():
+                wts = self.matcher.weights(q, mem)  # (B, S, S')
+                m = wts[:, cell_index(query_point, h, w)] if query_point else wts.mean(1)
+                out[name] = m.reshape(len(x), *self._map_shape(mem, h, w))
+            return out
+        finally:
+            self.train(was_training)
+
+    @staticmethod
+    def _map_shape(mem: Tensor, h: int, w: int) -> tuple[int, int]:
+        return (h, w) if mem.shape[1] == h * w else (1, mem.shape[1])
+
+
+class DuATMVideo(DuATM):
+    """DuATM on video: per-frame DenseNet vectors -> bidirectional RNN -> hidden-state sequence."""
+
+    handles_video = True
+
+    def __init__(self, *args: object, rnn: str = "lstm", frame_chunk: int = 128, **kwargs: object):
+        if rnn not in ("lstm", "gru"):
+            raise ModelError(f"duatm_video: rnn must be lstm or gru, got {rnn!r}")
+        self.rnn_type, self.frame_chunk = rnn, max(1, int(frame_chunk))
+        super().__init__(*args, **kwargs)  # type: ignore[arg-type]
+
+    def _build_sequence_head(self) -> None:
+        if self.dim % 2:
+            raise ModelError(f"duatm_video: dim must be even (D / 2 per direction), got {self.dim}")
+        cell = nn.LSTM if self.rnn_type == "lstm" else nn.GRU
+        self.rnn = cell(
+            self.backbone.out_channels, self.dim // 2, batch_first=True, bidirectional=True
+        )
+
+    def frame_vectors(self, x: Tensor) -> Tensor:
+        """``(B, T, 3, H, W) -> (B, T, C)``: each frame's Block-4 map, average-pooled. Without
+        gradients the frames go through the backbone ``frame_chunk`` at a time."""
+        b, t = x.shape[:2]
+        frames = x.flatten(0, 1)
+        if torch.is_grad_enabled():
+            pooled = self.backbone(frames).mean(dim=(2, 3))
+        else:
+            pooled = torch.cat(
+                [self.backbone(c).mean(dim=(2, 3)) for c in frames.split(self.frame_chunk)]
+            )
+        return pooled.view(b, t, -1)
+
+    def sequence(self, x: Tensor) -> Tensor:
+        """``(B, T, 3, H, W)`` (or ``(B, 3, H, W)``: ``T = 1``) ``-> (B, T, D)``."""
+        if x.dim() == 4:
+            x = x.unsqueeze(1)
+        hidden, _ = self.rnn(self.frame_vectors(x))  # (B, T, D)
+        return F.normalize(hidden, dim=-1)
+
+    def _test_feature(self, seq: Tensor) -> Tensor:
+        return seq.flatten(1)  # (B, T * D)
+
+    @torch.no_grad()
+    def attention_maps(
+        self,
+        x: Tensor,
+        query_point: tuple[float, float] | None = None,
+        other: Tensor | None = None,
+    ) -> dict[str, Tensor]:
+        """Temporal maps ``(B, 1, T)`` over frames; ``query_point``'s x picks the frame."""
+        if self.matcher is None:
+            raise ModelError("duatm_video: matching='avgpool' has no attention to draw")
+        was_training = self.training
+        self.eval()
+        try:
+            seq = self.sequence(x)
+            q = self.matcher.filters(seq)
+            memories = {"intra": seq} if self.matcher.intra else {}
+            if other is not None:
+                memories["inter"] = self.sequence(other.to(x.device))
+            if not memories:
+                raise ModelError(
+                    "duatm_video: inter-only matching attends across a pair: pass other= clips"
+                )
+            out = {}
+            for name, mem in memories.items():
+                wts = self.matcher.weights(q, mem)  # (B, T, T')
+                m = wts[:, cell_index(query_point, 1, seq.shape[1])] if query_point else wts.mean(1)
+                out[name] = m.reshape(len(x), 1, mem.shape[1])
+            return out
+        finally:
+            self.train(was_training)
+
+
+def _duatm(
+    num_classes: int,
+    pretrained: str = "none",
+    backbone: str = "densenet121",
+    last_stride: int = 2,
+    dim: int = 256,
+    matching: str = "full",
+    drop_prob: float = 0.2,
+    eval_mode: str = "exact",
+    rerank_k: int = 100,
+    block_size: int | None = None,
+) -> DuATM:
+    return DuATM(
+        num_classes,
+        pretrained,
+        backbone,
+        last_stride,
+        dim,
+        matching,
+        drop_prob,
+        eval_mode,
+        rerank_k,
+        block_size,
+    )
+
+
+def _duatm_video(
+    num_classes: int,
+    pretrained: str = "none",
+    backbone: str = "densenet121",
+    last_stride: int = 2,
+    dim: int = 256,
+    matching: str = "full",
+    drop_prob: float = 0.2,
+    eval_mode: str = "exact",
+    rerank_k: int = 100,
+    block_size: int | None = None,
+    rnn: str = "lstm",
+    frame_chunk: int = 128,
+) -> DuATMVideo:
+    return DuATMVideo(
+        num_classes,
+        pretrained,
+        backbone,
+        last_stride,
+        dim,
+        matching,
+        drop_prob,
+        eval_mode,
+        rerank_k,
+        block_size,
+        rnn=rnn,
+        frame_chunk=frame_chunk,
+    )
+
+
+register_model("duatm")(_duatm)
+register_model("duatm_video")(_duatm_video)

@@ -1,0 +1,180 @@
+"""SA-ResNet: self-attention guided feature learning (Li, Jiang, Hwang, KBS 2019).
+
+ResNet-50 (ImageNet) up to ``res5c`` with its original last stride, so a 256x128 image gives
+the paper's ``8 x 4 x 2048`` map (Table 1); the self-attention block
+(:class:`~attnreid.models.attention.self_attention.SelfAttention`, eqs. 2-6) on that map;
+global average pooling to the 2048-d vector ("the feature map of the last level of the
+attention model is expanded into a 2048-dimensional vector"; flattening the 8x4x2048 map, as
+Sec. 3 words it, would give 65,536 dimensions, so we average over positions), which feeds the
+batch-hard triplet loss and a fully connected classifier (label-smoothed cross-entropy), and
+is the test feature. Query-gallery distances are the euclidean distance normalised to
+``[0, 1]`` (divided by the largest entry of the matrix; rankings are the euclidean ones).
+
+Options (the ablations of the paper are registered names):
+
+* ``attention``: ``"self"`` (the paper's), ``"spatial"`` (Table 3's spatial attention,
+  :mod:`~attnreid.models.attention.spatial_attention`) or ``"none"`` (Table 3's plain
+  ResNet-50 with the same head);
+* ``scores``: ``"softmax"`` (eq. 4) or ``"sigmoid"`` (Table 6);
+* ``key_reduction``, ``value_reduction``, ``aggregation``, ``value_relu``, ``scale``: the
+  self-attention block's choices where the paper is ambiguous (see its docstring);
+* ``backbone``: any :func:`~attnreid.models.backbones.build_backbone` name (the CPU presets use
+  ``mobilenet_v2``), ``last_stride`` (2 as the paper; 1 doubles the map);
+* ``bnneck``: the paper has none — the classifier (with bias) takes the pooled feature and the
+  pooled feature is the test feature; ``True`` adds Luo et al.'s BNNeck (test feature after BN);
+* ``normalized_distance``: ``False`` falls back to the configured ``eval.metric``.
+
+Registered names: ``sa_resnet`` (any backbone), ``sa_resnet50`` (the paper's model),
+``sa_resnet50_sigmoid``, ``sa_resnet50_spatial``, ``sa_resnet50_plain``.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+from attnreid.errors import ModelError
+from attnreid.evaluation.distance import compute_distance, normalize_distance
+from attnreid.models.attention.self_attention import SelfAttention
+from attnreid.models.attention.spatial_attention import SpatialAttention
+from attnreid.models.backbones import build_backbone
+from attnreid.models.heads import BNNeckHead
+from attnreid.models.registry import ReIDModel, register_model
+
+ATTENTIONS = ("self", "spatial", "none")
+
+
+class SAResNet(ReIDModel):
+    """Backbone -> attention on the last map -> GAP -> classifier (see the module docstring)."""
+
+    def __init__(
+        self,
+        num_classes: int,
+        pretrained: str = "none",
+        *,
+        backbone: str = "resnet50",
+        last_stride: int = 2,
+        attention: str = "self",
+        scores: str = "softmax",
+        key_reduction: int = 8,
+        value_reduction: int = 8,
+        aggregation: str = "position",
+        value_relu: bool = True,
+        scale: bool = False,
+        bnneck: bool = False,
+        normalized_distance: bool = True,
+    ) -> None:
+        super().__init__()
+        if attention not in ATTENTIONS:
+            raise ModelError(
+                f"sa_resnet: attention must be one of {', '.join(ATTENTIONS)}, got {attention!r}"
+            )
+        self.backbone = build_backbone(backbone, pretrained, last_stride=last_stride)
+        dim = self.backbone.out_channels
+        self.attention_type = attention
+        self.attention: nn.Module
+        if attention == "self":
+            self.attention = SelfAttention(
+                dim,
+                key_reduction=key_reduction,
+                value_reduction=value_reduction,
+                scores=scores,
+                aggregation=aggregation,
+                value_relu=value_relu,
+                scale=scale,
+            )
+        elif attention == "spatial":
+            self.attention = SpatialAttention(dim, scores=scores)
+        else:
+            self.attention = nn.Identity()
+        self.bnneck = bnneck
+        self.normalized_distance = normalized_distance
+        self.feature_dim = dim
+        self.num_classes = num_classes
+        self.input_mean, self.input_std = self.backbone.mean, self.backbone.std
+        self.head = BNNeckHead(dim, num_classes, bnneck=bnneck)
+
+    def feature_map(self, x: Tensor) -> Tensor:
+        """``(B, 3, H, W) -> (B, D, h, w)``: the backbone's last map after attention."""
+        return self.attention(self.backbone(x))
+
+    def forward(self, x: Tensor) -> Tensor | dict[str, dict[str, Tensor]]:
+        # x: (B, 3, H, W)
+        pooled = self.feature_map(x).mean(dim=(2, 3))  # (B, D)
+        feat, bn_feat, logits = self.head(pooled)
+        if not self.training:
+            return bn_feat if self.bnneck else feat  # (B, D)
+        return {"global": {"feat": feat, "logits": logits}}
+
+    def compute_distance(self, query: Tensor, gallery: Tensor) -> Tensor | None:
+        """Euclidean distance divided by its largest value (in ``[0, 1]``), as the paper."""
+        if not self.normalized_distance:
+            return None
+        dist = compute_distance(query, gallery, metric="euclidean").sqrt_()  # (Q, G)
+        return normalize_distance(dist)
+
+    def attention_maps(
+        self, x: Tensor, query_point: tuple[float, float] | None = None
+    ) -> dict[str, Tensor]:
+        """``{"self_attention" | "spatial_attention": (B, h, w)}`` for ``x`` ``(B, 3, H, W)``.
+
+        Self-attention: with ``query_point=(y, x)`` in [0, 1], the scores of the feature cell
+        containing the point over all positions; without, the mean score each position
+        receives. Spatial attention: its mask (``query_point`` is ignored). Computed in eval
+        mode without gradients; the training mode is restored afterwards.
+        """
+        if self.attention_type == "none":
+            raise ModelError(
+                f"model {self.model_name or 'sa_resnet'!r} has no attention module "
+                "(attention='none'): there are no attention maps to draw"
+            )
+        was_training = self.training
+        self.eval()
+        try:
+            with torch.no_grad():
+                fmap = self.backbone(x)  # (B, D, h, w)
+                if isinstance(self.attention, SpatialAttention):
+                    return {"spatial_attention": self.attention.mask(fmap)}
+                assert isinstance(self.attention, SelfAttention)
+                return {"self_attention": self.attention.maps(fmap, query_point)}
+        finally:
+            self.train(was_training)
+
+
+def _sa_resnet(
+    num_classes: int,
+    pretrained: str = "none",
+    backbone: str = "resnet50",
+    last_stride: int = 2,
+    attention: str = "self",
+    scores: str = "softmax",
+    key_reduction: int = 8,
+    value_reduction: int = 8,
+    aggregation: str = "position",
+    value_relu: bool = True,
+    scale: bool = False,
+    bnneck: bool = False,
+    normalized_distance: bool = True,
+) -> SAResNet:
+    return SAResNet(
+        num_classes,
+        pretrained,
+        backbone=backbone,
+        last_stride=last_stride,
+        attention=attention,
+        scores=scores,
+        key_reduction=key_reduction,
+        value_reduction=value_reduction,
+        aggregation=aggregation,
+        value_relu=value_relu,
+        scale=scale,
+        bnneck=bnneck,
+        normalized_distance=normalized_distance,
+    )
+
+
+register_model("sa_resnet")(_sa_resnet)
+register_model("sa_resnet50", backbone="resnet50")(_sa_resnet)  # Tables 3-7, "Ours"
+register_model("sa_resnet50_sigmoid", backbone="resnet50", scores="sigmoid")(_sa_resnet)  # T. 6
+register_model("sa_resnet50_spatial", backbone="resnet50", attention="spatial")(_sa_resnet)
+register_model("sa_resnet50_plain", backbone="resnet50", attention="none")(_sa_resnet)  # T. 3

@@ -1,0 +1,196 @@
+"""SA-ResNet: the model, its registered ablations, its distance and its presets."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from attnreid.config import CONFIG_DIR, load_config
+from attnreid.engine.optim import lr_factor
+from attnreid.errors import ModelError
+from attnreid.evaluation.distance import compute_distance
+from attnreid.models import build_model, list_models
+from attnreid.models.attention.self_attention import SelfAttention
+from attnreid.models.attention.spatial_attention import SpatialAttention
+from attnreid.models.sa_resnet import SAResNet
+
+VARIANTS = {
+    "sa_resnet50": (SelfAttention, "softmax"),
+    "sa_resnet50_sigmoid": (SelfAttention, "sigmoid"),
+    "sa_resnet50_spatial": (SpatialAttention, "softmax"),
+    "sa_resnet50_plain": (torch.nn.Identity, None),
+}
+
+
+@pytest.fixture(scope="module")
+def paper_model() -> SAResNet:
+    torch.manual_seed(0)
+    return build_model("sa_resnet50", 7)
+
+
+def test_paper_model_shapes(paper_model):
+    x = torch.randn(2, 3, 256, 128)
+    paper_model.eval()
+    with torch.no_grad():
+        assert paper_model.backbone(x).shape == (2, 2048, 8, 4)  # Table 1: 8x4x2048
+        assert paper_model.feature_map(x).shape == (2, 2048, 8, 4)
+        assert paper_model(x).shape == (2, 2048)
+        assert paper_model(torch.randn(1, 3, 384, 128)).shape == (1, 2048)
+    assert paper_model.feature_dim == 2048 and paper_model.num_classes == 7
+    assert paper_model.head.classifier.bias is not None  # no BNNeck, a plain FC classifier
+    paper_model.train()
+    out = paper_model(x)
+    assert set(out) == {"global"}
+    assert out["global"]["feat"].shape == (2, 2048)
+    assert out["global"]["logits"].shape == (2, 7)
+
+
+def test_test_feature_is_the_pooled_attended_map(paper_model):
+    with torch.no_grad():
+        paper_model.attention.alpha.fill_(0.3)
+    paper_model.eval()
+    x = torch.randn(2, 3, 256, 128)
+    with torch.no_grad():
+        expected = paper_model.attention(paper_model.backbone(x)).mean(dim=(2, 3))
+        torch.testing.assert_close(paper_model(x), expected)
+        paper_model.attention.alpha.zero_()
+
+
+@pytest.mark.parametrize("name", sorted(VARIANTS))
+def test_registered_variants(name):
+    assert name in list_models()
+    cls, scores = VARIANTS[name]
+    model = build_model(name, 5, backbone="resnet18")
+    assert isinstance(model.attention, cls)
+    if scores is not None:
+        assert model.attention.scores == scores
+    model.train()
+    out = model(torch.randn(4, 3, 64, 32))
+    assert out["global"]["feat"].shape == (4, 512)
+    assert out["global"]["logits"].shape == (4, 5)
+
+
+@pytest.mark.parametrize(
+    ("backbone", "dim", "mean"),
+    [
+        ("resnet34", 512, 0.485),
+        ("mobilenet_v2", 1280, 0.485),
+        ("efficientnet_lite0", 1280, 0.5),
+    ],
+)
+def test_backbone_option(backbone, dim, mean):
+    model = build_model("sa_resnet", 3, backbone=backbone, last_stride=1)
+    assert model.feature_dim == dim
+    assert model.attention.f.in_channels == dim and model.attention.f.out_channels == dim // 8
+    assert model.input_mean[0] == mean  # the backbone's normalisation
+    model.eval()
+    with torch.no_grad():
+        assert model.feature_map(torch.randn(1, 3, 160, 64)).shape == (1, dim, 10, 4)
+
+
+def test_distance_is_euclidean_normalised_to_unit_interval(paper_model):
+    torch.manual_seed(3)
+    q, g = torch.randn(5, 16), torch.randn(9, 16)
+    d = paper_model.compute_distance(q, g)
+    euclid = torch.cdist(q, g)
+    torch.testing.assert_close(d, euclid / euclid.max(), rtol=1e-5, atol=1e-6)
+    assert float(d.max()) == pytest.approx(1.0) and float(d.min()) >= 0.0
+    # the ranking is the squared euclidean one
+    assert torch.equal(d.argsort(dim=1), compute_distance(q, g).argsort(dim=1))
+    other = build_model("sa_resnet", 3, backbone="resnet18", normalized_distance=False)
+    assert other.compute_distance(q, g) is None
+
+
+def test_attention_maps(paper_model):
+    paper_model.train()
+    x = torch.randn(2, 3, 256, 128)
+    maps = paper_model.attention_maps(x, (0.1, 0.9))
+    assert set(maps) == {"self_attention"}
+    assert maps["self_attention"].shape == (2, 8, 4)
+    # softmax: the query position's weights over all positions sum to 1
+    torch.testing.assert_close(maps["self_attention"].sum(dim=(1, 2)), torch.ones(2))
+    assert not maps["self_attention"].requires_grad
+    assert paper_model.training  # the training mode is restored
+    mean_map = paper_model.attention_maps(x)["self_attention"]
+    torch.testing.assert_close(mean_map.sum(dim=(1, 2)), torch.ones(2))  # mean of rows
+
+    spatial = build_model("sa_resnet", 3, backbone="resnet18", attention="spatial")
+    mask = spatial.attention_maps(torch.randn(1, 3, 64, 32))["spatial_attention"]
+    assert mask.shape == (1, 2, 1)
+    plain = build_model("sa_resnet50_plain", 3, backbone="resnet18")
+    with pytest.raises(ModelError, match="no attention module"):
+        plain.attention_maps(torch.randn(1, 3, 64, 32))
+
+
+def test_bad_options():
+    with pytest.raises(ModelError, match="attention must be"):
+        build_model("sa_resnet", 3, backbone="resnet18", attention="channel")
+    with pytest.raises(ModelError, match="scores"):
+        build_model("sa_resnet", 3, backbone="resnet18", scores="relu")
+    with pytest.raises(ModelError, match="no option"):
+        build_model("sa_resnet50", 3, reduction=8)
+
+
+# ---------------------------------------------------------------- presets
+LOSS_VARIANTS = {
+    "sa_resnet50": {"cross_entropy", "triplet"},
+    "sa_resnet50_ce": {"cross_entropy"},
+    "sa_resnet50_triplet": {"triplet"},
+}
+ATTENTION_OF = {
+    "sa_resnet50": ("self", "softmax"),
+    "sa_resnet50_plain": ("none", None),
+    "sa_resnet50_spatial": ("spatial", None),
+    "sa_resnet50_sigmoid": ("self", "sigmoid"),
+    "sa_resnet50_ce": ("self", "softmax"),
+    "sa_resnet50_triplet": ("self", "softmax"),
+}
+
+
+def _attention_of(cfg: dict) -> tuple[str, str | None]:
+    """The attention type and scores of the preset's model (built on a small backbone)."""
+    options = {**cfg["model"]["options"], "backbone": "resnet18"}
+    model = build_model(cfg["model"]["name"], 3, "none", **options)
+    scores = model.attention.scores if isinstance(model.attention, SelfAttention) else None
+    return model.attention_type, scores
+
+
+def test_every_variant_has_a_paper_and_a_cpu_preset():
+    presets = {p.stem for p in CONFIG_DIR.glob("sa_resnet50*.yaml")}
+    assert presets == set(ATTENTION_OF) | {f"{n}_cpu" for n in ATTENTION_OF}
+
+
+@pytest.mark.parametrize("name", sorted(ATTENTION_OF))
+def test_paper_recipe_presets(name):
+    cfg = load_config(name)
+    d, t = cfg["data"], cfg["data"]["transforms"]
+    assert (d["height"], d["width"]) == (256, 128)
+    assert d["num_identities"] * d["num_instances"] == 32
+    assert t["rotation"] > 0 and t["translate"] > 0 and t["flip"] > 0 and t["vflip"] > 0
+    assert cfg["model"]["pretrained"] == "imagenet" and cfg["data"]["dataset"] == "market1501"
+    assert cfg["optim"]["name"] == "adam" and cfg["optim"]["lr"] == pytest.approx(3e-4)
+    assert cfg["optim"]["weight_decay"] == pytest.approx(5e-4)
+    assert cfg["train"]["max_epochs"] == 800
+    sched = cfg["sched"]
+    base = 3e-4
+    for epoch, expect in [(0, 3e-4), (99, 3e-4), (100, 3e-5), (250, 3e-6), (799, 3e-11)]:
+        assert base * lr_factor(epoch, **sched) == pytest.approx(expect)
+    assert _attention_of(cfg) == ATTENTION_OF[name]
+    losses = {term["type"]: term for term in cfg["loss"]}
+    assert set(losses) == LOSS_VARIANTS.get(name, LOSS_VARIANTS["sa_resnet50"])
+    if "cross_entropy" in losses:
+        assert losses["cross_entropy"]["epsilon"] == pytest.approx(0.1)  # eq. 9
+
+
+@pytest.mark.parametrize("name", sorted(ATTENTION_OF))
+def test_cpu_presets_keep_the_variant(name):
+    paper, cpu = load_config(name), load_config(f"{name}_cpu")
+    assert cpu["name"] == f"{name}_cpu"
+    assert cpu["model"]["options"]["backbone"] in ("mobilenet_v2", "efficientnet_lite0")
+    assert cpu["model"]["pretrained"] == "imagenet"
+    assert cpu["data"]["dataset"] == "cuhk01"
+    assert cpu["data"]["root"] == "../shared/data/cuhk01"
+    assert cpu["data"]["height"] < 256 and cpu["train"]["max_epochs"] <= 30
+    assert _attention_of(cpu) == _attention_of(paper)
+    assert cpu["loss"] == paper["loss"]
+    assert cpu["data"]["transforms"] == paper["data"]["transforms"]

@@ -1,0 +1,166 @@
+"""SA-ResNet's self-attention block (eqs. 2-6) and the spatial attention of its Table 3."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from attnreid.errors import ConfigError, ModelError
+from attnreid.models.attention.self_attention import SelfAttention, query_index
+from attnreid.models.attention.spatial_attention import SpatialAttention
+
+
+def _set_alpha(block: torch.nn.Module, value: float) -> None:
+    with torch.no_grad():
+        block.alpha.fill_(value)
+
+
+@pytest.mark.parametrize("scores", ["softmax", "sigmoid"])
+@pytest.mark.parametrize("aggregation", ["position", "global"])
+def test_alpha_zero_is_identity(scores, aggregation):
+    torch.manual_seed(0)
+    block = SelfAttention(64, scores=scores, aggregation=aggregation)
+    x = torch.randn(2, 64, 8, 4)
+    assert block.alpha.item() == 0.0  # initialised to 0 (eq. 6)
+    assert torch.equal(block(x), x)
+    _set_alpha(block, 1.0)
+    assert not torch.allclose(block(x), x)
+
+
+@pytest.mark.parametrize("size", [(256, 128), (384, 128)])
+def test_shapes_at_paper_input_sizes(size):
+    # ResNet-50 with last stride 2: 256x128 -> 8x4, 384x128 -> 12x4, 2048 channels
+    h, w = size[0] // 32, size[1] // 32
+    block = SelfAttention(2048)
+    assert block.f.out_channels == block.g.out_channels == block.h.out_channels == 256  # D/8
+    assert block.out.out_channels == 2048
+    x = torch.randn(2, 2048, h, w)
+    _set_alpha(block, 0.5)
+    assert block(x).shape == (2, 2048, h, w)
+    s = block.attention(x)
+    assert s.shape == (2, h * w, h * w)
+    assert block.maps(x).shape == block.maps(x, (0.2, 0.9)).shape == (2, h, w)
+
+
+def test_softmax_rows_sum_to_one_and_sigmoid_rows_do_not():
+    torch.manual_seed(1)
+    x = torch.randn(3, 32, 6, 4)
+    s = SelfAttention(32, scores="softmax").attention(x)
+    assert torch.all(s >= 0)
+    torch.testing.assert_close(s.sum(dim=-1), torch.ones(3, 24))
+    sig = SelfAttention(32, scores="sigmoid").attention(x)
+    assert torch.all((sig > 0) & (sig <= 1))
+    assert not torch.allclose(sig.sum(dim=-1), torch.ones(3, 24))
+
+
+def _reference(block: SelfAttention, x: torch.Tensor) -> torch.Tensor:
+    """A literal loop over positions: e_ij = relu(f x_i) . relu(g x_j), s_j = softmax_i,
+    o_j = sum_i s_ji relu(h x_i), y_j = alpha * W_out o_j + x_j."""
+    b, d, hh, ww = x.shape
+    xs = x.flatten(2)  # (B, D, L)
+    length = hh * ww
+
+    def conv(layer: torch.nn.Conv2d, v: torch.Tensor) -> torch.Tensor:
+        return layer.weight[:, :, 0, 0] @ v + layer.bias
+
+    out = torch.empty_like(xs)
+    for n in range(b):
+        for j in range(length):
+            e = torch.stack(
+                [
+                    F.relu(conv(block.f, xs[n, :, i])) @ F.relu(conv(block.g, xs[n, :, j]))
+                    for i in range(length)
+                ]
+            )
+            s = e.softmax(0)
+            o = sum(s[i] * F.relu(conv(block.h, xs[n, :, i])) for i in range(length))
+            out[n, :, j] = block.alpha * conv(block.out, o) + xs[n, :, j]
+    return out.reshape(b, d, hh, ww)
+
+
+def test_matches_a_literal_per_position_implementation():
+    torch.manual_seed(2)
+    block = SelfAttention(16, key_reduction=4, value_reduction=2)
+    _set_alpha(block, 0.7)
+    x = torch.randn(2, 16, 3, 2)
+    with torch.no_grad():
+        torch.testing.assert_close(block(x), _reference(block, x))
+
+
+def test_global_aggregation_adds_the_same_vector_everywhere():
+    torch.manual_seed(3)
+    block = SelfAttention(32, aggregation="global")
+    _set_alpha(block, 1.0)
+    x = torch.randn(2, 32, 4, 3)
+    delta = (block(x) - x).flatten(2)  # (B, D, L)
+    torch.testing.assert_close(delta, delta[:, :, :1].expand_as(delta))
+
+
+def test_alpha_receives_gradient_at_initialisation():
+    torch.manual_seed(4)
+    block = SelfAttention(32)
+    block(torch.randn(2, 32, 4, 2)).pow(2).sum().backward()
+    assert block.alpha.grad is not None and float(block.alpha.grad.abs()) > 0
+
+
+def test_maps_follow_the_query_point():
+    torch.manual_seed(5)
+    block = SelfAttention(32)
+    x = torch.randn(1, 32, 8, 4)
+    s = block.attention(x)  # (1, 32, 32)
+    # (y, x) = (0.3, 0.8) lies in cell row 2, column 3 of an 8x4 map
+    assert query_index((0.3, 0.8), 8, 4) == 2 * 4 + 3
+    torch.testing.assert_close(block.maps(x, (0.3, 0.8)), s[:, 11].reshape(1, 8, 4))
+    torch.testing.assert_close(block.maps(x), s.mean(1).reshape(1, 8, 4))
+    assert query_index((1.0, 1.0), 8, 4) == 31 and query_index((0.0, 0.0), 8, 4) == 0
+    for bad in [(1.5, 0.2), (0.2, -0.1), (0.5,), "ab"]:
+        with pytest.raises(ConfigError):
+            query_index(bad, 8, 4)
+
+
+def test_scale_option_divides_the_responses():
+    torch.manual_seed(6)
+    plain = SelfAttention(64)
+    scaled = SelfAttention(64, scale=True)
+    scaled.load_state_dict(plain.state_dict())
+    x = torch.randn(1, 64, 4, 2)
+    fx = F.relu(plain.f(x)).flatten(2)
+    gx = F.relu(plain.g(x)).flatten(2)
+    energy = gx.transpose(1, 2) @ fx
+    torch.testing.assert_close(scaled.attention(x), (energy / 8**0.5).softmax(-1))  # D/8 = 8
+    torch.testing.assert_close(plain.attention(x), energy.softmax(-1))
+
+
+def test_bad_options_are_model_errors():
+    with pytest.raises(ModelError, match="scores"):
+        SelfAttention(64, scores="tanh")
+    with pytest.raises(ModelError, match="aggregation"):
+        SelfAttention(64, aggregation="sum")
+    with pytest.raises(ModelError, match="not divisible"):
+        SelfAttention(60, key_reduction=8)
+    with pytest.raises(ModelError, match="value_reduction"):
+        SelfAttention(64, value_reduction=0)
+    with pytest.raises(ModelError, match="scores"):
+        SpatialAttention(64, scores="relu")
+
+
+def test_spatial_attention_mask_identity_and_fusion():
+    torch.manual_seed(7)
+    block = SpatialAttention(32)
+    x = torch.randn(2, 32, 8, 4)
+    mask = block.mask(x)
+    assert mask.shape == (2, 8, 4)
+    torch.testing.assert_close(mask.sum(dim=(1, 2)), torch.ones(2))
+    assert torch.equal(block(x), x)  # alpha = 0
+    # uniform scores: m = L * (1 / L) = 1 everywhere, so y = x + alpha * x
+    with torch.no_grad():
+        block.score.weight.zero_()
+        block.alpha.fill_(0.5)
+    torch.testing.assert_close(block(x), 1.5 * x)
+    sig = SpatialAttention(32, scores="sigmoid")
+    m = sig.mask(x)
+    assert torch.all((m > 0) & (m < 1))
+    with torch.no_grad():
+        sig.alpha.fill_(1.0)
+    torch.testing.assert_close(sig(x), x * (1 + m.unsqueeze(1)))
