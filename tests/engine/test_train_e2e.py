@@ -30,7 +30,9 @@ def test_train_evaluate_resume_and_reload(tiny_synth, tmp_path):
     out = tmp_path / "run"
     result = train(_cfg(tiny_synth, out))
     ckpts = out / "checkpoints"
-    assert {p.name for p in ckpts.iterdir()} == {"epoch001.ckpt", "epoch002.ckpt", "last.ckpt"}
+    stems = ("epoch001", "epoch002", "last")
+    names = {f"{stem}.{ext}" for stem in stems for ext in ("ckpt", "safetensors")}
+    assert {p.name for p in ckpts.iterdir()} == names  # weights also as .safetensors twins
     assert [e["epoch"] for e in result["evaluations"]] == [1, 2]
     history = json.loads((out / "metrics.json").read_text())["evaluations"]
     assert 0.0 <= history[-1]["mAP"] <= 1.0 and history[-1]["num_valid_queries"] > 0

@@ -61,11 +61,14 @@ def register(sub: Any) -> None:
     _config_args(p, required=False)
     p.add_argument("--checkpoint", required=True, help="a checkpoint written by attnreid train")
     p.add_argument("--json", action="store_true", help="print the metrics as JSON")
+    p.add_argument("--rerank", action="store_true", help="k-reciprocal re-ranking (eval.rerank)")
     p.set_defaults(func=cmd_eval)
 
     p = sub.add_parser("extract", help="extract query and gallery features to one .npz file")
     _config_args(p, required=False)
-    p.add_argument("--checkpoint", required=True, help="a checkpoint written by attnreid train")
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument("--checkpoint", help="a checkpoint written by attnreid train")
+    src.add_argument("--onnx", help="a model written by attnreid export onnx (onnxruntime)")
     p.add_argument("--output", "-o", required=True, help="the .npz file to write")
     p.set_defaults(func=cmd_extract)
 
@@ -114,6 +117,11 @@ def cmd_train(args: argparse.Namespace) -> int:
 def _load_for_eval(args: argparse.Namespace) -> tuple[Any, dict[str, Any]]:
     from attnreid.engine.checkpoint import load_model_from_checkpoint
 
+    if getattr(args, "onnx", None):  # an exported model: its stored config, or -c
+        from attnreid.retrieval.gallery import load_feature_model
+
+        model, cfg, _ = load_feature_model(onnx=args.onnx, overrides=args.overrides)
+        return model, load_config(args.config, args.overrides) if args.config else cfg
     model, meta = load_model_from_checkpoint(args.checkpoint)
     if args.config is not None:
         cfg = load_config(args.config, args.overrides)
@@ -137,6 +145,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     from attnreid.utils.device import resolve_device
 
     model, cfg = _load_for_eval(args)
+    cfg["eval"]["rerank"] = cfg["eval"]["rerank"] or args.rerank
     dataset = load_dataset(cfg)
     mean, std = input_stats(model, cfg)
     result = make_evaluator(dataset, cfg, mean, std, resolve_device(cfg["device"]))(model)

@@ -11,7 +11,7 @@ from attnreid.data import build_dataset, build_test_loader, build_transforms
 from attnreid.data.base import ReIDDataset
 from attnreid.data.transforms import IMAGENET_MEAN, IMAGENET_STD
 from attnreid.errors import ConfigError
-from attnreid.evaluation.evaluate import score_features
+from attnreid.evaluation.evaluate import score_features, score_options
 from attnreid.evaluation.features import extract_features
 from attnreid.evaluation.metrics import RankResult
 from attnreid.models import build_model
@@ -51,7 +51,12 @@ def make_evaluator(
     tf = build_transforms(d["height"], d["width"], train=False, mean=mean, std=std)
     loaders = {
         s: build_test_loader(
-            dataset.split(s), tf, batch_size=d["test_batch_size"], workers=d["workers"]
+            dataset.split(s),
+            tf,
+            batch_size=d["test_batch_size"],
+            workers=d["workers"],
+            seq_len=d["seq_len"],
+            test_frames=d["test_frames"],
         )
         for s in ("query", "gallery")
     }
@@ -69,6 +74,7 @@ def make_evaluator(
             mode=mode,
             max_rank=e["max_rank"],
             model=model,
+            **score_options(e),
         )
 
     return run

@@ -82,7 +82,12 @@ def load_model_from_checkpoint(
     count (evaluation does not need the classifier, so callers may pass ``expect_classes=None``).
     Returns the model (in eval mode) and the checkpoint's metadata (config, epoch).
     """
-    ckpt = read_checkpoint(path)
+    if Path(path).suffix == ".safetensors":  # weights + description, no pickle at all
+        from attnreid.engine.safetensors_io import read_safetensors
+
+        ckpt = read_safetensors(path)
+    else:
+        ckpt = read_checkpoint(path)
     meta = checkpoint_meta(ckpt, path)
     name, classes = meta["model"], int(meta["num_classes"])
     if expect_model is not None and expect_model != name:
@@ -97,7 +102,11 @@ def load_model_from_checkpoint(
         )
     model = build_model(name, classes, "none", **meta.get("options", {}))
     state = model_state_dict(ckpt)
-    missing, unexpected = model.load_state_dict(state, strict=False)
+    try:
+        missing, unexpected = model.load_state_dict(state, strict=False)
+    except RuntimeError as exc:  # weights of the right names but other shapes
+        detail = next((ln.strip() for ln in str(exc).splitlines() if "size mismatch" in ln), "")
+        raise CheckpointError(f"checkpoint {path} does not fit model {name!r}: {detail}") from None
     if missing or unexpected:
         first = (missing or unexpected)[0]
         raise CheckpointError(

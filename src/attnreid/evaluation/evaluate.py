@@ -16,10 +16,14 @@ from torch import nn
 from attnreid.data.base import ReIDDataset
 from attnreid.data.loaders import build_test_loader
 from attnreid.data.transforms import build_transforms
+from attnreid.evaluation.blocked import evaluate_features_blocked
 from attnreid.evaluation.distance import compute_distance
 from attnreid.evaluation.features import FeatureSet, extract_features
 from attnreid.evaluation.metrics import RankResult, evaluate_rank
 from attnreid.utils.device import resolve_device
+
+#: Query x gallery distances above which :func:`score_features` scores in query blocks.
+DEFAULT_BLOCK_THRESHOLD = 1 << 26
 
 
 def score_features(
@@ -31,8 +35,33 @@ def score_features(
     mode: str = "market",
     max_rank: int = 50,
     model: nn.Module | None = None,
+    rerank: bool = False,
+    rerank_k1: int = 20,
+    rerank_k2: int = 6,
+    rerank_lambda: float = 0.3,
+    block_threshold: int = DEFAULT_BLOCK_THRESHOLD,
 ) -> RankResult:
-    """Distances between feature sets, then ranking metrics."""
+    """Distances between feature sets, then ranking metrics.
+
+    ``rerank``: k-reciprocal re-ranking (:mod:`attnreid.evaluation.rerank`). Above
+    ``block_threshold`` query x gallery distances (and always with ``rerank``) the distances are
+    computed and scored in query blocks (:mod:`attnreid.evaluation.blocked`), never holding the
+    whole matrix; the result is the same.
+    """
+    if rerank or len(query) * len(gallery) > block_threshold:
+        return evaluate_features_blocked(
+            query,
+            gallery,
+            metric=metric,
+            normalize=normalize,
+            mode=mode,
+            max_rank=max_rank,
+            model=model,
+            rerank=rerank,
+            k1=rerank_k1,
+            k2=rerank_k2,
+            lambda_value=rerank_lambda,
+        )
     qf, gf = query.features, gallery.features
     distmat = None
     if model is not None and hasattr(model, "compute_distance"):
@@ -55,6 +84,18 @@ def score_features(
     )
 
 
+def score_options(eval_cfg: dict[str, Any]) -> dict[str, Any]:
+    """The re-ranking and blocking arguments of :func:`score_features` from a config's
+    ``eval`` section."""
+    return {
+        "rerank": eval_cfg["rerank"],
+        "rerank_k1": eval_cfg["rerank_k1"],
+        "rerank_k2": eval_cfg["rerank_k2"],
+        "rerank_lambda": eval_cfg["rerank_lambda"],
+        "block_threshold": eval_cfg["block_threshold"],
+    }
+
+
 def evaluate(
     model: nn.Module,
     dataset: ReIDDataset,
@@ -71,8 +112,10 @@ def evaluate(
     workers: int = 0,
     mean: Any = None,
     std: Any = None,
+    rerank: bool = False,
 ) -> RankResult:
-    """Evaluate ``model`` on ``dataset.query`` vs ``dataset.gallery``."""
+    """Evaluate ``model`` on ``dataset.query`` vs ``dataset.gallery`` (``rerank``: with
+    k-reciprocal re-ranking)."""
     dev = resolve_device(device)
     model = model.to(dev)
     transform = build_transforms(
@@ -96,4 +139,5 @@ def evaluate(
         mode=dataset.eval_mode if mode == "auto" else mode,
         max_rank=max_rank,
         model=model,
+        rerank=rerank,
     )

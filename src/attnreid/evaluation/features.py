@@ -4,6 +4,13 @@ Test-time flip averaging (``flip=True``) averages the features of each image and
 horizontal mirror, as SONA-Net, Batch-DropBlock and most re-ID code do. Features are kept
 in float32 on the CPU. Feature files are ``.npz`` archives written atomically; they load
 with ``allow_pickle=False``.
+
+Video (5-D batches ``(B, T, 3, H, W)`` of tracklet clips, :mod:`attnreid.data.video`): the
+frames go through the model as ``(B*T, 3, H, W)`` and a tracklet's feature is the mean of its
+frame features over all its clips (tracklet-level evaluation; a batch ``"mask"`` excludes
+padding frames). A model with ``handles_video = True`` gets the clips themselves and returns
+one ``(B, D)`` feature per clip; clips of one tracklet are averaged, weighted by their real
+frames.
 """
 
 from __future__ import annotations
@@ -59,15 +66,22 @@ def extract_features(
     amp = (device.type == "cuda") if amp is None else amp
     was_training = model.training
     model.eval()
-    feats, pids, camids, indices = [], [], [], []
+    feats, pids, camids, indices, weights = [], [], [], [], []
+    video = False
     autocast = torch.autocast(device.type, dtype=torch.float16) if amp else contextlib.nullcontext()
     try:
         for batch in loader:
             x = batch["image"].to(device, non_blocking=True)
             with autocast:
-                f = model(x)
-                if flip:
-                    f = (f + model(torch.flip(x, dims=[3]))) / 2
+                if x.dim() == 5:
+                    video = True
+                    f, w = _clip_features(model, x, batch.get("mask"), flip)
+                    weights.append(w)
+                else:
+                    f = model(x)
+                    if flip:
+                        f = (f + model(torch.flip(x, dims=[-1]))) / 2
+                    weights.append(torch.ones(len(f)))
             feats.append(f.float().cpu())
             pids.append(batch["pid"])
             camids.append(batch["camid"])
@@ -77,11 +91,51 @@ def extract_features(
     items: Sequence[ReIDItem] = loader.dataset.items  # type: ignore[attr-defined]
     index = torch.cat(indices).numpy() if indices else np.zeros(0, dtype=np.int64)
     dim = feats[0].shape[1:] if feats else (0,)
-    return FeatureSet(
+    out = FeatureSet(
         torch.cat(feats) if feats else torch.zeros((0, *dim)),
         torch.cat(pids).numpy().astype(np.int64) if pids else np.zeros(0, np.int64),
         torch.cat(camids).numpy().astype(np.int64) if camids else np.zeros(0, np.int64),
         [items[i].path for i in index],
+    )
+    return _per_tracklet(out, index, torch.cat(weights)) if video else out
+
+
+def _clip_features(
+    model: nn.Module, x: Tensor, mask: Tensor | None, flip: bool
+) -> tuple[Tensor, Tensor]:
+    """Features of clips ``x`` (B, T, 3, H, W): the masked mean over frames (B, D) and the
+    number of real frames (B,)."""
+    b, t = x.shape[:2]
+    m = torch.ones(b, t) if mask is None else mask.float().cpu()
+    if getattr(model, "handles_video", False):
+        f = model(x)  # (B, D): the model consumes the sequence itself
+        if flip:
+            f = (f + model(torch.flip(x, dims=[-1]))) / 2
+        return f, m.sum(1)
+    frames = x.flatten(0, 1)  # (B*T, 3, H, W)
+    f = model(frames)
+    if flip:
+        f = (f + model(torch.flip(frames, dims=[-1]))) / 2
+    f = f.float().view(b, t, -1)  # (B, T, D)
+    w = m.to(f.device)
+    return (f * w[..., None]).sum(1) / w.sum(1, keepdim=True).clamp_min(1), m.sum(1)
+
+
+def _per_tracklet(fs: FeatureSet, index: np.ndarray, weights: Tensor) -> FeatureSet:
+    """Merge the rows of one item (the clips of a tracklet): the weighted mean feature."""
+    uniq, first, inverse = np.unique(index, return_index=True, return_inverse=True)
+    order = np.argsort(first)  # items in the order the loader gave them
+    inv = torch.from_numpy(inverse.astype(np.int64))
+    w = weights.float()
+    sums = torch.zeros(len(uniq), fs.features.shape[1]).index_add_(0, inv, fs.features * w[:, None])
+    total = torch.zeros(len(uniq)).index_add_(0, inv, w)
+    feats = sums / total.clamp_min(1e-12)[:, None]
+    keep = first[order]
+    return FeatureSet(
+        feats[torch.from_numpy(order)],
+        fs.pids[keep],
+        fs.camids[keep],
+        [fs.paths[i] for i in keep],
     )
 
 

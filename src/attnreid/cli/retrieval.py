@@ -1,0 +1,233 @@
+"""``attnreid index build | info``, ``attnreid search``, ``attnreid export onnx``.
+
+attnreid index build --checkpoint C --folder crops/ -o gallery.index
+attnreid index build --checkpoint C --folder more_crops/ -o gallery.index --add
+attnreid search --index gallery.index --image query.jpg --top 10 [--json] [--png strip.png]
+attnreid export onnx --checkpoint C -o model.onnx
+attnreid index build --onnx model.onnx --folder crops/ -o gallery.index
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from attnreid.errors import CheckpointError, ConfigError
+
+
+def _model_args(p: argparse.ArgumentParser, required: bool) -> None:
+    g = p.add_mutually_exclusive_group(required=required)
+    g.add_argument("--checkpoint", help="a checkpoint written by attnreid train")
+    g.add_argument("--onnx", help="a model written by attnreid export onnx (run by onnxruntime)")
+    p.add_argument(
+        "overrides",
+        nargs="*",
+        metavar="KEY=VALUE",
+        help="overrides of the model's stored config, e.g. data.test_batch_size=64",
+    )
+
+
+def register(sub: Any) -> None:
+    p = sub.add_parser("index", help="build a searchable index of a folder of person crops")
+    isub = p.add_subparsers(dest="index_command", metavar="WHAT")
+    isub.required = True
+    b = isub.add_parser(
+        "build",
+        help="extract the features of a folder of crops into a gallery index (faiss)",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    _model_args(b, required=True)
+    b.add_argument("--folder", required=True, help="folder of images (searched recursively)")
+    b.add_argument("--output", "-o", required=True, help="the index file to write")
+    b.add_argument("--add", action="store_true", help="add to an existing index (new paths only)")
+    b.add_argument("--manifest", help="CSV with path[,pid,camid,time] (paths relative to --folder)")
+    b.add_argument(
+        "--kind",
+        choices=("flat", "ivf", "hnsw"),
+        default="flat",
+        help="flat = exact (default); ivf / hnsw = approximate, for millions of crops",
+    )
+    b.add_argument("--nlist", type=int, default=None, help="ivf: cells (default 4 sqrt(N))")
+    b.add_argument("--nprobe", type=int, default=16, help="ivf: cells searched (default 16)")
+    b.add_argument("--hnsw-m", type=int, default=32, help="hnsw: links per node (default 32)")
+    b.add_argument("--batch-size", type=int, default=None, help="images per forward pass")
+    b.add_argument("--workers", type=int, default=None, help="data loading processes")
+    b.set_defaults(func=cmd_index_build)
+    i = isub.add_parser("info", help="print what an index holds")
+    i.add_argument("index", help="an index written by attnreid index build")
+    i.set_defaults(func=cmd_index_info)
+
+    s = sub.add_parser(
+        "search",
+        help="find the gallery images nearest to query images in an index",
+        description="Rank an index's gallery for each query image. The model is the one the "
+        "index was built with, unless --checkpoint or --onnx names another of the same kind.",
+    )
+    s.add_argument("--index", required=True, help="an index written by attnreid index build")
+    s.add_argument("--image", required=True, action="append", help="a query image (repeatable)")
+    s.add_argument("--top", type=int, default=10, help="results per query (default 10)")
+    s.add_argument("--json", action="store_true", help="print the results as JSON")
+    s.add_argument("--png", help="also draw the query and its results in a PNG strip")
+    _model_args(s, required=False)
+    s.set_defaults(func=cmd_search)
+
+    e = sub.add_parser("export", help="export a trained model (ONNX)")
+    esub = e.add_subparsers(dest="export_command", metavar="FORMAT")
+    esub.required = True
+    o = esub.add_parser(
+        "onnx",
+        help="the test-time feature extractor as ONNX (dynamic batch)",
+        description="Write the eval-mode forward of a checkpoint's model (images -> features, "
+        "dynamic batch, the config's input size) as ONNX, then check onnxruntime against "
+        "PyTorch on a random batch.",
+    )
+    o.add_argument("--checkpoint", required=True, help="a checkpoint written by attnreid train")
+    o.add_argument("--output", "-o", required=True, help="the .onnx file to write")
+    o.add_argument(
+        "--exporter",
+        choices=("auto", "torchscript", "dynamo"),
+        default="auto",
+        help="torch exporter (default: torchscript, falling back to dynamo)",
+    )
+    o.add_argument("--no-check", action="store_true", help="skip the onnxruntime check")
+    o.set_defaults(func=cmd_export_onnx)
+
+
+def _device(model: Any, cfg: dict[str, Any]) -> Any:
+    from attnreid.retrieval.export import OnnxModel
+    from attnreid.utils.device import resolve_device
+
+    return "cpu" if isinstance(model, OnnxModel) else resolve_device(cfg["device"])
+
+
+def cmd_index_build(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    from attnreid.retrieval import (
+        GalleryIndex,
+        extract_crops,
+        index_metric,
+        load_feature_model,
+        scan_folder,
+    )
+
+    model, cfg, source = load_feature_model(args.checkpoint, args.onnx, args.overrides)
+    crops = scan_folder(args.folder, args.manifest)
+    out = Path(args.output)
+    index = None
+    if args.add and out.exists():
+        index = GalleryIndex.load(out)
+        old = index.info.get("model")
+        if old != source["model"] or index.dim != source["feature_dim"]:
+            raise CheckpointError(
+                f"index {out} holds features of model {old!r} (dimension {index.dim}); "
+                f"{args.checkpoint or args.onnx} is model {source['model']!r} "
+                f"(dimension {source['feature_dim']})"
+            )
+        known = set(index.paths)
+        crops = crops.subset(np.array([p not in known for p in crops.paths], dtype=bool))
+        if not len(crops):
+            print(f"{out}: every image of {args.folder} is already indexed ({len(index)} images)")
+            return 0
+    feats = extract_crops(
+        model,
+        cfg,
+        crops,
+        device=_device(model, cfg),
+        batch_size=args.batch_size,
+        workers=args.workers,
+    )
+    meta = {"pids": crops.pids, "camids": crops.camids, "times": crops.times}
+    if index is None:
+        index = GalleryIndex.build(
+            feats,
+            crops.paths,
+            metric=index_metric(cfg),
+            kind=args.kind,
+            info=source,
+            nlist=args.nlist,
+            nprobe=args.nprobe,
+            hnsw_m=args.hnsw_m,
+            **meta,
+        )
+    else:
+        index.add(feats, crops.paths, **meta)
+    index.save(out)
+    print(
+        f"wrote {out}: {len(index)} images ({len(crops)} added), {index.kind} index, "
+        f"{index.metric} metric, dimension {index.dim}, model {source['model']}"
+    )
+    return 0
+
+
+def cmd_index_info(args: argparse.Namespace) -> int:
+    from attnreid.retrieval import GalleryIndex
+
+    print(json.dumps(GalleryIndex.load(args.index).header(), indent=2))
+    return 0
+
+
+def cmd_search(args: argparse.Namespace) -> int:
+    from attnreid.retrieval import GalleryIndex, extract_crops, load_feature_model
+    from attnreid.retrieval.gallery import parse_crop_name
+
+    if args.top < 1:
+        raise ConfigError(f"--top must be a positive integer, got {args.top}")
+    index = GalleryIndex.load(args.index)
+    ckpt, onnx = args.checkpoint, args.onnx
+    if ckpt is None and onnx is None:
+        ckpt, onnx = index.info.get("checkpoint"), index.info.get("onnx")
+        if ckpt is None and onnx is None:
+            raise ConfigError(f"index {args.index} names no model: pass --checkpoint or --onnx")
+    model, cfg, source = load_feature_model(ckpt, onnx, args.overrides)
+    if source["model"] != index.info.get("model") or source["feature_dim"] != index.dim:
+        raise CheckpointError(
+            f"{ckpt or onnx} is model {source['model']!r} but index {args.index} was built "
+            f"with {index.info.get('model')!r} (dimension {index.dim})"
+        )
+    feats = extract_crops(model, cfg, args.image, device=_device(model, cfg), workers=0)
+    results = index.search(feats, args.top)
+    if args.json:
+        out = [
+            {"query": q, "hits": [h.as_dict() for h in hits]}
+            for q, hits in zip(args.image, results)
+        ]
+        print(json.dumps(out, indent=2))
+    else:
+        for q, hits in zip(args.image, results):
+            print(f"query {q}: {len(hits)} of {len(index)} gallery images ({index.metric})")
+            print(f"{'rank':>4}  {'distance':>9}  {'pid':>5}  {'cam':>3}  path")
+            for h in hits:
+                cam = "?" if h.camid < 0 else str(h.camid + 1)
+                pid = "?" if h.pid < 0 else str(h.pid)
+                print(f"{h.rank:>4}  {h.distance:>9.4f}  {pid:>5}  {cam:>3}  {h.path}")
+    if args.png:
+        from attnreid.viz.ranks import RankedItem, draw_ranks
+
+        rows = [
+            (
+                RankedItem(q, *parse_crop_name(q)[:2]),
+                [RankedItem(h.path, h.pid, h.camid, h.distance) for h in hits],
+            )
+            for q, hits in zip(args.image, results)
+        ]
+        path = draw_ranks(rows, args.png)
+        print(f"wrote {path}", file=sys.stderr if args.json else sys.stdout)
+    return 0
+
+
+def cmd_export_onnx(args: argparse.Namespace) -> int:
+    from attnreid.retrieval.export import export_checkpoint
+
+    diff, meta = export_checkpoint(
+        args.checkpoint, args.output, exporter=args.exporter, check=not args.no_check
+    )
+    cfg = meta.get("config") or {}
+    size = f"{cfg.get('data', {}).get('height', 256)}x{cfg.get('data', {}).get('width', 128)}"
+    check = "" if diff is None else f"; onnxruntime vs PyTorch: max |difference| {diff:.2e}"
+    print(f"wrote {args.output}: model {meta['model']}, input (batch, 3, {size}){check}")
+    return 0

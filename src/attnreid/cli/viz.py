@@ -1,0 +1,109 @@
+"""``attnreid viz``: figures from a trained model. Sub-commands: ``attention``.
+
+``attnreid viz attention --checkpoint C --image Q.jpg [--point Y,X] [-o out.png]`` rebuilds the
+model of an attnreid checkpoint, resizes and normalises the image as the checkpoint's config
+does for testing, asks the model for its attention maps (``attention_maps``, implemented by
+every model with attention) and draws them over the image (:func:`attnreid.viz.draw_attention`).
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+from attnreid.cli import viz_results
+from attnreid.cli.commands import _config_args, _load_for_eval
+
+
+def register(sub: Any) -> None:
+    p = sub.add_parser(
+        "viz",
+        help="draw figures from a trained model (attention maps)",
+        description="Draw figures from a trained model. Example: attnreid viz attention "
+        "--checkpoint runs/sa_resnet50_cpu/checkpoints/last.ckpt --image query.jpg",
+    )
+    vsub = p.add_subparsers(dest="viz_command", metavar="WHAT")
+    vsub.required = True
+    _register_attention(vsub)
+    viz_results.register(vsub)  # ranks, cmc
+
+
+def _parse_point(text: str) -> tuple[float, float]:
+    try:
+        y, x = (float(v) for v in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected Y,X (two numbers in [0, 1], e.g. 0.3,0.5), got {text!r}"
+        ) from None
+    if not (0.0 <= y <= 1.0 and 0.0 <= x <= 1.0):
+        raise argparse.ArgumentTypeError(f"Y and X must lie in [0, 1], got {text!r}")
+    return y, x
+
+
+def _register_attention(vsub: Any) -> None:
+    p = vsub.add_parser(
+        "attention",
+        help="overlay a model's attention maps on an image (PNG)",
+        description="Overlay the attention maps of a trained model on an image, one panel per "
+        "attention module (like Fig. 11 of SA-ResNet). Without --point a map shows the mean "
+        "attention each position receives; with --point Y,X (fractions of the image height "
+        "and width) it shows the attention of the feature position under that point.",
+    )
+    _config_args(p, required=False)
+    p.add_argument("--checkpoint", required=True, help="a checkpoint written by attnreid train")
+    p.add_argument("--image", required=True, help="the image to draw the attention of")
+    p.add_argument(
+        "--point",
+        type=_parse_point,
+        default=None,
+        metavar="Y,X",
+        help="query point in [0, 1] image coordinates, e.g. 0.3,0.5 (default: mean attention)",
+    )
+    p.add_argument(
+        "--output",
+        "-o",
+        default=None,
+        help="the PNG to write (default: IMAGE_NAME_attention.png in the current folder)",
+    )
+    p.add_argument("--scale", type=int, default=2, help="panel magnification (default: 2)")
+    p.set_defaults(func=cmd_viz_attention)
+
+
+def cmd_viz_attention(args: argparse.Namespace) -> int:
+    from PIL import Image
+
+    from attnreid.data import build_transforms
+    from attnreid.data.images import read_image
+    from attnreid.engine.build import input_stats
+    from attnreid.errors import ConfigError, ModelError
+    from attnreid.viz import draw_attention
+
+    if args.scale < 1:
+        raise ConfigError(f"--scale must be a positive integer, got {args.scale}")
+    model, cfg = _load_for_eval(args)
+    name = getattr(model, "model_name", "") or type(model).__name__
+    if not callable(getattr(model, "attention_maps", None)):
+        raise ModelError(
+            f"model {name!r} of checkpoint {args.checkpoint} has no attention maps to draw "
+            "(it has no attention module)"
+        )
+    image = read_image(args.image)
+    height, width = cfg["data"]["height"], cfg["data"]["width"]
+    mean, std = input_stats(model, cfg)
+    x = build_transforms(height, width, train=False, mean=mean, std=std)(image).unsqueeze(0)
+    maps = model.attention_maps(x, args.point)  # {name: (1, h, w)}
+    if not maps:
+        raise ModelError(f"model {name!r} returned no attention maps")
+    shown = image.resize((width, height), Image.Resampling.BILINEAR)  # as the model sees it
+    out = Path(args.output) if args.output else Path(f"{Path(args.image).stem}_attention.png")
+    path = draw_attention(
+        shown,
+        {k: v[0].float().cpu() for k, v in maps.items()},
+        out,
+        query_point=args.point,
+        scale=args.scale,
+    )
+    sizes = ", ".join(f"{k} {tuple(v.shape[1:])}" for k, v in maps.items())
+    print(f"wrote {path}: {name} attention maps ({sizes}) over a {height}x{width} input")
+    return 0

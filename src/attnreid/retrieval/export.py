@@ -1,0 +1,239 @@
+"""ONNX export of a re-ID model's test-time feature extractor, and running it with onnxruntime.
+
+``export_onnx(model, "model.onnx", height=256, width=128)`` writes the eval-mode forward
+(``images (B, 3, H, W) float32 -> features (B, D) float32``) with a dynamic batch dimension;
+``H`` and ``W`` are fixed (some models, e.g. CCAN, build layers for their input size). The
+model's description travels in the ONNX metadata (``attnreid.*`` keys: model name, options,
+feature dimension, input size, normalisation, and the training config when known), so that
+:class:`OnnxModel` can stand in for the PyTorch model anywhere features are extracted
+(``attnreid extract --onnx``, ``attnreid index build --onnx``): it is an ``nn.Module`` whose
+forward runs the onnxruntime session. Flip averaging is not baked into the graph; the extractor
+runs the model on the mirrored batch as for PyTorch.
+
+Exporter: the TorchScript-based exporter (``exporter="torchscript"``) exports every model of
+this package in about a second; the ``torch.export``-based one (``"dynamo"``) takes several
+seconds per model. ``"auto"`` (default) tries the first and falls back to the second.
+After writing, the file is checked: onnxruntime and PyTorch features of a random batch are
+compared and the largest difference returned.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import warnings
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from attnreid.errors import AttnReidError, ModelError
+from attnreid.utils.io import atomic_write
+
+__all__ = ["EXPORTERS", "OnnxModel", "export_checkpoint", "export_onnx", "read_onnx_metadata"]
+
+EXPORTERS = ("auto", "torchscript", "dynamo")
+INPUT_NAME, OUTPUT_NAME = "images", "features"
+OPSET = 18
+
+
+def _export_bytes(model: nn.Module, x: Tensor, exporter: str, opset: int) -> bytes:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        if exporter == "torchscript":
+            buf = io.BytesIO()
+            torch.onnx.export(
+                model,
+                (x,),
+                buf,
+                dynamo=False,
+                opset_version=opset,
+                input_names=[INPUT_NAME],
+                output_names=[OUTPUT_NAME],
+                dynamic_axes={INPUT_NAME: {0: "batch"}, OUTPUT_NAME: {0: "batch"}},
+            )
+            return buf.getvalue()
+        program = torch.onnx.export(
+            model,
+            (x,),
+            dynamo=True,
+            opset_version=opset,
+            input_names=[INPUT_NAME],
+            output_names=[OUTPUT_NAME],
+            dynamic_shapes=({0: torch.export.Dim("batch", min=1, max=1 << 16)},),
+            verbose=False,
+        )
+        return program.model_proto.SerializeToString()
+
+
+def export_onnx(
+    model: nn.Module,
+    path: str | Path,
+    *,
+    height: int,
+    width: int,
+    config: dict[str, Any] | None = None,
+    exporter: str = "auto",
+    opset: int = OPSET,
+    check: bool = True,
+) -> float | None:
+    """Write ``model``'s eval-mode forward to ``path`` (atomically) as ONNX.
+
+    Returns the largest absolute difference between onnxruntime's and PyTorch's features on a
+    random batch of 2 (``check=True``), else None.
+
+    Raises:
+        ModelError: the model cannot be exported (the message names the exporter's reason).
+    """
+    import onnx
+
+    if exporter not in EXPORTERS:
+        raise ModelError(f"unknown ONNX exporter {exporter!r}; valid: {', '.join(EXPORTERS)}")
+    was_training = model.training
+    model = model.cpu().eval()
+    x = torch.randn(2, 3, height, width)
+    order = ["torchscript", "dynamo"] if exporter == "auto" else [exporter]
+    errors = []
+    data = None
+    try:
+        for name in order:
+            try:
+                proto = onnx.load_from_string(_export_bytes(model, x, name, opset))
+            except Exception as exc:  # exporters raise many types; report the first line
+                errors.append(f"{name}: {str(exc).strip().splitlines()[0] if str(exc) else exc!r}")
+                continue
+            if [i.name for i in proto.graph.input] == [INPUT_NAME]:
+                data = proto
+                break
+            errors.append(f"{name}: the exported graph does not read its input images")
+        if data is None:
+            label = getattr(model, "model_name", "") or type(model).__name__
+            raise ModelError(f"model {label!r} could not be exported to ONNX ({'; '.join(errors)})")
+        proto = data
+        for key, value in _metadata(model, height, width, config).items():
+            entry = proto.metadata_props.add()
+            entry.key, entry.value = key, value
+        atomic_write(path, lambda tmp: onnx.save(proto, tmp))
+        if not check:
+            return None
+        with torch.no_grad():
+            ref = model(x).float().numpy()
+        got = OnnxModel(path)(x).numpy()
+        return float(np.abs(got - ref).max())
+    finally:
+        model.train(was_training)
+
+
+def _metadata(model: nn.Module, height: int, width: int, config: Any) -> dict[str, str]:
+    meta = {
+        "attnreid.model": getattr(model, "model_name", "") or type(model).__name__,
+        "attnreid.options": json.dumps(getattr(model, "model_options", {}), default=str),
+        "attnreid.num_classes": str(getattr(model, "num_classes", "")),
+        "attnreid.feature_dim": str(getattr(model, "feature_dim", "")),
+        "attnreid.input_size": json.dumps([height, width]),
+        "attnreid.mean": json.dumps(list(getattr(model, "input_mean", (0.485, 0.456, 0.406)))),
+        "attnreid.std": json.dumps(list(getattr(model, "input_std", (0.229, 0.224, 0.225)))),
+    }
+    if config is not None:
+        meta["attnreid.config"] = json.dumps(
+            {k: v for k, v in config.items() if not k.startswith("_")}, default=str
+        )
+    return meta
+
+
+def export_checkpoint(
+    checkpoint: str | Path, path: str | Path, *, exporter: str = "auto", check: bool = True
+) -> tuple[float | None, dict[str, Any]]:
+    """Export the model of an attnreid checkpoint at its config's input size.
+
+    Returns ``(check difference, checkpoint metadata)``.
+    """
+    from attnreid.engine.checkpoint import load_model_from_checkpoint
+
+    model, meta = load_model_from_checkpoint(checkpoint)
+    cfg = meta.get("config") or {}
+    data = cfg.get("data", {})
+    height, width = int(data.get("height", 256)), int(data.get("width", 128))
+    diff = export_onnx(
+        model, path, height=height, width=width, config=cfg, exporter=exporter, check=check
+    )
+    return diff, meta
+
+
+def read_onnx_metadata(path: str | Path) -> dict[str, Any]:
+    """The ``attnreid.*`` metadata of an exported model, decoded (keys without the prefix)."""
+    import onnx
+
+    path = Path(path)
+    if not path.is_file():
+        raise AttnReidError(f"ONNX model {path} does not exist")
+    try:
+        proto = onnx.load(str(path), load_external_data=False)
+    except Exception as exc:  # onnx raises DecodeError and others
+        raise AttnReidError(f"{path} is not a readable ONNX model: {exc}") from None
+    out: dict[str, Any] = {}
+    for entry in proto.metadata_props:
+        if entry.key.startswith("attnreid."):
+            key = entry.key.removeprefix("attnreid.")
+            try:
+                out[key] = json.loads(entry.value) if key != "model" else entry.value
+            except json.JSONDecodeError:
+                out[key] = entry.value
+    if "model" not in out:
+        raise AttnReidError(
+            f"ONNX model {path} was not exported by attnreid (no attnreid metadata)"
+        )
+    return out
+
+
+class OnnxModel(nn.Module):
+    """An exported feature extractor run by onnxruntime, usable like the PyTorch model.
+
+    ``forward(images (B, 3, H, W)) -> (B, D)`` float32 on the CPU; ``input_mean``,
+    ``input_std``, ``feature_dim``, ``model_name`` and ``config`` come from the metadata.
+    ``threads``: onnxruntime's intra-op threads (default: ``torch.get_num_threads()``, which
+    follows ``OMP_NUM_THREADS``).
+    """
+
+    def __init__(self, path: str | Path, threads: int | None = None) -> None:
+        super().__init__()
+        import onnxruntime as ort
+
+        self.path = Path(path)
+        self.metadata = read_onnx_metadata(self.path)
+        opts = ort.SessionOptions()
+        opts.intra_op_num_threads = int(threads or torch.get_num_threads())
+        opts.inter_op_num_threads = 1
+        opts.log_severity_level = 3
+        try:
+            self.session = ort.InferenceSession(
+                str(self.path), opts, providers=["CPUExecutionProvider"]
+            )
+        except Exception as exc:  # onnxruntime's own exception types
+            raise AttnReidError(f"onnxruntime cannot load {self.path}: {exc}") from None
+        md = self.metadata
+        self.model_name = str(md["model"])
+        self.model_options = md.get("options", {})
+        out_shape = self.session.get_outputs()[0].shape
+        dim = md.get("feature_dim") or (out_shape[-1] if len(out_shape) > 1 else 0)
+        self.feature_dim = dim if isinstance(dim, int) else 0
+        self.num_classes = int(md.get("num_classes") or 0)
+        self.input_size = tuple(md.get("input_size", (None, None)))
+        self.input_mean = tuple(md.get("mean", (0.485, 0.456, 0.406)))
+        self.input_std = tuple(md.get("std", (0.229, 0.224, 0.225)))
+        self.config: dict[str, Any] | None = md.get("config")
+        self._input = self.session.get_inputs()[0].name
+
+    def forward(self, x: Tensor) -> Tensor:
+        h, w = self.input_size
+        if x.dim() != 4 or (h is not None and tuple(x.shape[2:]) != (h, w)):
+            raise ModelError(
+                f"ONNX model {self.path.name} takes (B, 3, {h}, {w}) images, got {tuple(x.shape)}"
+            )
+        arr = np.ascontiguousarray(x.detach().cpu().numpy(), dtype=np.float32)
+        return torch.from_numpy(self.session.run(None, {self._input: arr})[0])
+
+    def compute_distance(self, query: Tensor, gallery: Tensor) -> None:
+        return None  # the configured metric (a model's own distance is not exported)

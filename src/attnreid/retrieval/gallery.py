@@ -1,0 +1,209 @@
+"""Features of a folder of person crops, with a trained checkpoint or an exported ONNX model.
+
+**Metadata of a crop.** From its file name when it follows the Market-1501 convention
+(``PPPP_cC[sS_FFFFFF]...``: identity, 1-based camera -> 0-based ``camid``, frame -> ``time``),
+else unknown (``pid = camid = -1``, ``time = NaN``). A CSV manifest (``path`` plus any of
+``pid``, ``camid``, ``time``; paths relative to the folder) overrides the names, and may list
+a subset of the folder: then only its images are used.
+
+**The model.** :func:`load_feature_model` rebuilds the network of a checkpoint (or loads an
+ONNX model exported by ``attnreid export onnx``) together with the config it was trained with;
+images are resized and normalised as that config does for testing, and flip averaging follows
+``eval.flip``. The index metric follows the evaluation metric (:func:`index_metric`).
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from attnreid.config import load_config
+from attnreid.data.base import ReIDItem
+from attnreid.data.images import is_image_file
+from attnreid.errors import AttnReidError, ConfigError, DatasetError
+
+__all__ = [
+    "Crops",
+    "extract_crops",
+    "index_metric",
+    "load_feature_model",
+    "parse_crop_name",
+    "scan_folder",
+]
+
+_NAME = re.compile(r"^(-?\d+)_c(\d+)(?:s\d+_(\d+))?")
+
+
+@dataclass
+class Crops:
+    """Images with their identity, camera and time (``-1`` / ``NaN`` when unknown)."""
+
+    paths: list[str]
+    pids: np.ndarray
+    camids: np.ndarray
+    times: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def items(self) -> list[ReIDItem]:
+        return [ReIDItem(p, int(i), int(c)) for p, i, c in zip(self.paths, self.pids, self.camids)]
+
+    def subset(self, keep: np.ndarray) -> Crops:
+        idx = np.flatnonzero(keep)
+        return Crops(
+            [self.paths[i] for i in idx], self.pids[idx], self.camids[idx], self.times[idx]
+        )
+
+
+def parse_crop_name(name: str) -> tuple[int, int, float]:
+    """``(pid, camid, time)`` from a Market-1501-style file name, ``(-1, -1, nan)`` otherwise."""
+    m = _NAME.match(Path(name).name)
+    if not m:
+        return -1, -1, math.nan
+    return int(m.group(1)), int(m.group(2)) - 1, float(m.group(3)) if m.group(3) else math.nan
+
+
+def _read_manifest(manifest: Path, folder: Path) -> dict[str, dict[str, str]]:
+    try:
+        with open(manifest, newline="", encoding="utf-8") as fh:
+            rows = list(csv.DictReader(fh))
+    except OSError as exc:
+        raise DatasetError(f"cannot read manifest {manifest}: {exc}") from None
+    if not rows or "path" not in rows[0]:
+        raise DatasetError(f"manifest {manifest} needs a 'path' column (and pid, camid, time)")
+    out = {}
+    for n, row in enumerate(rows, start=2):
+        p = Path(row["path"])
+        p = p if p.is_absolute() else folder / p
+        if not p.is_file():
+            raise DatasetError(f"manifest {manifest} line {n}: image {p} does not exist")
+        out[str(p.resolve())] = row
+    return out
+
+
+def _number(row: dict[str, str], key: str, cast: Any, where: str) -> Any:
+    text = (row.get(key) or "").strip()
+    if not text:
+        return None
+    try:
+        return cast(text)
+    except ValueError:
+        raise DatasetError(f"{where}: {key} must be a number, got {text!r}") from None
+
+
+def scan_folder(folder: str | Path, manifest: str | Path | None = None) -> Crops:
+    """The images below ``folder`` (recursively, sorted by path) and their metadata."""
+    root = Path(folder).expanduser()
+    if not root.is_dir():
+        raise DatasetError(f"image folder {root} does not exist")
+    rows = _read_manifest(Path(manifest), root) if manifest else None
+    if rows is not None:
+        files = sorted(Path(p) for p in rows)
+    else:
+        files = sorted(p for p in root.rglob("*") if p.is_file() and is_image_file(p.name))
+    if not files:
+        raise DatasetError(f"no images (.jpg, .png, ...) found in {root}")
+    paths, pids, camids, times = [], [], [], []
+    for f in files:
+        pid, cam, t = parse_crop_name(f.name)
+        if rows is not None:
+            row = rows[str(f.resolve())]
+            where = f"manifest {manifest} ({f.name})"
+            pid = v if (v := _number(row, "pid", int, where)) is not None else pid
+            cam = v if (v := _number(row, "camid", int, where)) is not None else cam
+            t = v if (v := _number(row, "time", float, where)) is not None else t
+        paths.append(str(f.resolve()))
+        pids.append(pid)
+        camids.append(cam)
+        times.append(t)
+    return Crops(paths, np.asarray(pids, np.int64), np.asarray(camids, np.int64), np.asarray(times))
+
+
+def load_feature_model(
+    checkpoint: str | Path | None = None,
+    onnx: str | Path | None = None,
+    overrides: Sequence[str] = (),
+) -> tuple[nn.Module, dict[str, Any], dict[str, Any]]:
+    """``(model, config, source)``: the network of a checkpoint (in eval mode) or an ONNX model
+    run by onnxruntime, the config it was trained with (plus ``overrides``), and a description
+    of where it came from (for the index header)."""
+    if (checkpoint is None) == (onnx is None):
+        raise ConfigError("give exactly one of a checkpoint or an ONNX model")
+    if onnx is not None:
+        from attnreid.retrieval.export import OnnxModel
+
+        model: nn.Module = OnnxModel(onnx)
+        saved = dict(model.config or {})
+        h, w = model.input_size
+        saved.setdefault("data", {}).update({"height": h, "width": w})
+        source = {"onnx": str(Path(onnx).resolve())}
+        name = model.model_name
+    else:
+        from attnreid.engine.checkpoint import load_model_from_checkpoint
+
+        model, meta = load_model_from_checkpoint(checkpoint)
+        saved = dict(meta.get("config") or {})
+        source = {"checkpoint": str(Path(checkpoint).resolve())}
+        name = meta["model"]
+    saved.pop("_source", None)
+    saved.get("model", {}).pop("_source", None)
+    try:
+        cfg = load_config(None, overrides, **saved)
+    except ConfigError as exc:
+        raise ConfigError(f"the config stored with the model does not load: {exc}") from None
+    source.update(
+        {
+            "model": name,
+            "feature_dim": int(getattr(model, "feature_dim", 0)),
+            "height": cfg["data"]["height"],
+            "width": cfg["data"]["width"],
+        }
+    )
+    return model, cfg, source
+
+
+def index_metric(cfg: dict[str, Any]) -> str:
+    """``"cosine"`` when evaluation compares L2-normalised features, else ``"euclidean"``."""
+    e = cfg["eval"]
+    return "cosine" if e["metric"] == "cosine" or e["normalize"] else "euclidean"
+
+
+def extract_crops(
+    model: nn.Module,
+    cfg: dict[str, Any],
+    crops: Crops | Sequence[str],
+    *,
+    device: str | torch.device = "cpu",
+    batch_size: int | None = None,
+    workers: int | None = None,
+) -> torch.Tensor:
+    """``(N, D)`` float32 features of the images, as the config extracts test features."""
+    from attnreid.data import build_test_loader, build_transforms
+    from attnreid.engine.build import input_stats
+    from attnreid.evaluation.features import extract_features
+
+    items = crops.items() if isinstance(crops, Crops) else [ReIDItem(str(p), -1, -1) for p in crops]
+    if not items:
+        raise AttnReidError("no images to extract features from")
+    d = cfg["data"]
+    mean, std = input_stats(model, cfg)
+    tf = build_transforms(d["height"], d["width"], train=False, mean=mean, std=std)
+    loader = build_test_loader(
+        items,
+        tf,
+        batch_size=batch_size or d["test_batch_size"],
+        workers=d["workers"] if workers is None else workers,
+    )
+    model.to(device)
+    fs = extract_features(model, loader, device=device, flip=cfg["eval"]["flip"])
+    return fs.features

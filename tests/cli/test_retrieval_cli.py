@@ -1,0 +1,132 @@
+"""``attnreid index build``, ``search``, ``export onnx``, ``extract --onnx``, ``eval --rerank``."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from attnreid.cli.main import main
+from attnreid.evaluation.features import load_features
+from attnreid.evaluation.metrics import evaluate_rank
+from tests.evaluation.rerank_reference import re_ranking_reference
+from tests.retrieval.helpers import fake_checkpoint
+
+
+@pytest.fixture(scope="module")
+def setup(tiny_synth, tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("retrieval_cli")
+    files = sorted((tiny_synth / "bounding_box_test").iterdir())
+    for name, chunk in (("g1", files[:10]), ("g2", files[10:18])):
+        (tmp / name).mkdir()
+        for f in chunk:
+            shutil.copy(f, tmp / name / f.name)
+    return tmp, fake_checkpoint(tmp / "m.ckpt", tiny_synth)
+
+
+def test_help(capsys):
+    for argv in (["index", "build", "--help"], ["search", "--help"], ["export", "onnx", "--help"]):
+        with pytest.raises(SystemExit) as exc:
+            main(argv)
+        assert exc.value.code == 0
+    assert "--checkpoint" in capsys.readouterr().out
+
+
+def test_build_add_search(setup, capsys, tmp_path):
+    tmp, ckpt = setup
+    index = tmp_path / "g.index"
+    assert main(["index", "build", "--checkpoint", str(ckpt), "--folder", str(tmp / "g1"),
+                 "-o", str(index)]) == 0  # fmt: skip
+    assert "10 images (10 added)" in capsys.readouterr().out
+    assert main(["index", "build", "--checkpoint", str(ckpt), "--folder", str(tmp / "g2"),
+                 "-o", str(index), "--add"]) == 0  # fmt: skip
+    assert "18 images (8 added)" in capsys.readouterr().out
+    assert main(["index", "build", "--checkpoint", str(ckpt), "--folder", str(tmp / "g2"),
+                 "-o", str(index), "--add"]) == 0  # fmt: skip
+    assert "already indexed" in capsys.readouterr().out
+
+    query = sorted((tmp / "g2").iterdir())[2]
+    assert main(["search", "--index", str(index), "--image", str(query), "--top", "5"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].startswith(f"query {query}") and len(lines) == 2 + 5
+    assert lines[2].split()[0] == "1" and lines[2].endswith(str(query.resolve()))
+
+    strip = tmp_path / "strip.png"
+    other = str(sorted((tmp / "g1").iterdir())[0])
+    argv = ["search", "--index", str(index), "--image", str(query), "--image", other,
+            "--top", "3", "--json", "--png", str(strip)]  # fmt: skip
+    assert main(argv) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert [len(r["hits"]) for r in out] == [3, 3]
+    assert out[0]["hits"][0]["path"] == str(query.resolve()) and out[0]["hits"][0]["rank"] == 1
+    assert out[0]["hits"][0]["pid"] == int(query.name.split("_")[0])
+    img = np.asarray(Image.open(strip).convert("RGB")).astype(int)
+    assert img.shape[0] > 100 and img.shape[1] > 4 * 64 and img.std() > 10
+
+    assert main(["index", "info", str(index)]) == 0
+    info = json.loads(capsys.readouterr().out)
+    assert info["size"] == 18 and info["info"]["model"] == "resnet18"
+
+
+def test_index_of_another_model_is_refused(setup, capsys, tmp_path, tiny_synth):
+    tmp, ckpt = setup
+    index = tmp_path / "g.index"
+    assert main(["index", "build", "--checkpoint", str(ckpt), "--folder", str(tmp / "g1"),
+                 "-o", str(index)]) == 0  # fmt: skip
+    other = fake_checkpoint(tmp_path / "o.ckpt", tiny_synth, name="mobilenet_v2")
+    capsys.readouterr()
+    assert main(["index", "build", "--checkpoint", str(other), "--folder", str(tmp / "g2"),
+                 "-o", str(index), "--add"]) == 2  # fmt: skip
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "holds features of model 'resnet18'" in err
+    query = str(sorted((tmp / "g1").iterdir())[0])
+    assert (
+        main(["search", "--index", str(index), "--image", query, "--checkpoint", str(other)]) == 2
+    )
+    assert "was built with 'resnet18'" in capsys.readouterr().err
+    assert main(["search", "--index", str(tmp_path / "none"), "--image", query]) == 2
+    assert "does not exist" in capsys.readouterr().err
+    assert main(["search", "--index", str(index), "--image", query, "--top", "0"]) == 2
+
+
+def test_export_onnx_then_extract_and_index_with_it(setup, capsys, tmp_path):
+    tmp, ckpt = setup
+    onnx_path = tmp_path / "m.onnx"
+    assert main(["export", "onnx", "--checkpoint", str(ckpt), "-o", str(onnx_path)]) == 0
+    out = capsys.readouterr().out
+    assert "input (batch, 3, 64x32)" in out and "max |difference|" in out
+    assert main(["extract", "--onnx", str(onnx_path), "-o", str(tmp_path / "o.npz")]) == 0
+    assert main(["extract", "--checkpoint", str(ckpt), "-o", str(tmp_path / "t.npz")]) == 0
+    a, b = load_features(tmp_path / "o.npz"), load_features(tmp_path / "t.npz")
+    for split in ("query", "gallery"):
+        assert a[split].paths == b[split].paths
+        ref = b[split].features
+        assert float((a[split].features - ref).abs().max()) <= 1e-4 * float(ref.abs().max())
+    index = tmp_path / "o.index"
+    assert main(["index", "build", "--onnx", str(onnx_path), "--folder", str(tmp / "g1"),
+                 "-o", str(index)]) == 0  # fmt: skip
+    query = sorted((tmp / "g1").iterdir())[4]
+    capsys.readouterr()
+    assert main(["search", "--index", str(index), "--image", str(query), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)[0]["hits"][0]["path"] == str(query.resolve())
+
+
+def test_eval_rerank_equals_the_oracle(setup, capsys, tmp_path):
+    _, ckpt = setup
+    assert main(["eval", "--checkpoint", str(ckpt), "--json", "--rerank"]) == 0
+    got = json.loads(capsys.readouterr().out)
+    assert main(["extract", "--checkpoint", str(ckpt), "-o", str(tmp_path / "f.npz")]) == 0
+    capsys.readouterr()
+    f = load_features(tmp_path / "f.npz")
+    q, g = f["query"].features.numpy(), f["gallery"].features.numpy()
+    sq = lambda a, b: ((a[:, None] - b[None]) ** 2).sum(-1).astype(np.float32)  # noqa: E731
+    final = re_ranking_reference(sq(q, g), sq(q, q), sq(g, g))
+    ref = evaluate_rank(final, f["query"].pids, f["gallery"].pids, f["query"].camids,
+                        f["gallery"].camids)  # fmt: skip
+    assert got["mAP"] == pytest.approx(ref.mAP, abs=1e-6)
+    assert got["rank1"] == pytest.approx(ref.rank(1))
+    assert main(["eval", "--checkpoint", str(ckpt), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["mAP"] != got["mAP"]

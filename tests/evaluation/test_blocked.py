@@ -1,0 +1,158 @@
+"""Blocked (large-gallery) evaluation equals the unblocked path."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from attnreid.errors import ConfigError
+from attnreid.evaluation import blocked
+from attnreid.evaluation.distance import compute_distance
+from attnreid.evaluation.evaluate import score_features
+from attnreid.evaluation.features import FeatureSet
+from attnreid.evaluation.metrics import evaluate_rank
+from tests.evaluation.rerank_reference import re_ranking_reference
+
+
+def id_arrays(rng, num_q, num_g, ids=15, cams=4):
+    q_pids = rng.integers(1, ids, num_q)
+    g_pids = rng.integers(0, ids, num_g)  # 0 = distractors
+    return q_pids, g_pids, rng.integers(0, cams, num_q), rng.integers(0, cams, num_g)
+
+
+def feature_sets(seed, num_q=60, num_g=300, dim=12):
+    rng = np.random.default_rng(seed)
+    q_pids, g_pids, q_cams, g_cams = id_arrays(rng, num_q, num_g)
+    centers = rng.standard_normal((20, dim))
+    f = lambda p: torch.from_numpy((centers[p] + rng.standard_normal((p.size, dim))).astype("f4"))  # noqa: E731
+    q = FeatureSet(f(q_pids), q_pids, q_cams, [f"q{i}.jpg" for i in range(num_q)])
+    g = FeatureSet(f(g_pids), g_pids, g_cams, [f"g{i}.jpg" for i in range(num_g)])
+    return q, g
+
+
+def split_blocks(d, rows):
+    return ((s, d[s : s + rows]) for s in range(0, d.shape[0], rows))
+
+
+def same(a, b):
+    np.testing.assert_array_equal(a.cmc, b.cmc)
+    assert (a.mAP, a.mINP, a.num_valid_queries, a.num_skipped_queries) == (
+        b.mAP,
+        b.mINP,
+        b.num_valid_queries,
+        b.num_skipped_queries,
+    )
+
+
+@pytest.mark.parametrize("mode", ["market", "cuhk03"])
+@pytest.mark.parametrize("rows", [1, 7, 64, 1000])
+def test_blocks_equal_evaluate_rank(mode, rows):
+    rng = np.random.default_rng(rows)
+    ids = id_arrays(rng, 90, 250)
+    d = rng.random((90, 250), dtype=np.float32)
+    d[ids[0][:, None] == ids[1][None, :]] *= 0.3
+    full = evaluate_rank(d, *ids, mode=mode, max_rank=20, query_block=16)
+    got = blocked.evaluate_blocks(
+        split_blocks(d, rows), *ids, mode=mode, max_rank=20, query_block=16
+    )
+    same(full, got)
+
+
+def test_float64_and_ties_take_the_same_path():
+    rng = np.random.default_rng(0)
+    ids = id_arrays(rng, 40, 120)
+    d = np.round(rng.random((40, 120)), 2)  # float64 with many ties
+    same(evaluate_rank(d, *ids), blocked.evaluate_blocks(split_blocks(d, 9), *ids))
+
+
+@pytest.mark.parametrize(
+    ("metric", "normalize"), [("euclidean", False), ("cosine", False), ("euclidean", True)]
+)
+def test_features_blocked_equals_unblocked(metric, normalize):
+    q, g = feature_sets(1)
+    full = score_features(q, g, metric=metric, normalize=normalize)
+    for elems in (300, 300 * 7, 10**9):
+        got = blocked.evaluate_features_blocked(
+            q, g, metric=metric, normalize=normalize, block_elems=elems
+        )
+        same(full, got)
+    # score_features switches to the blocked path above its threshold
+    same(full, score_features(q, g, metric=metric, normalize=normalize, block_threshold=0))
+
+
+def test_distance_blocks_are_bounded():
+    q, g = feature_sets(2)
+    shapes = [
+        b.shape
+        for _, b in blocked.feature_distance_blocks(q.features, g.features, block_elems=3000)
+    ]
+    assert all(r * c <= 3000 for r, c in shapes) and sum(r for r, _ in shapes) == len(q)
+
+
+class L1Model(torch.nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.rows: list[int] = []
+
+    def compute_distance(self, qf, gf):
+        self.rows.append(qf.shape[0])
+        return torch.cdist(qf, gf, p=1)
+
+
+def test_model_distance_goes_through_the_blocks():
+    q, g = feature_sets(3)
+    model = L1Model()
+    full = score_features(q, g, model=model)
+    assert model.rows == [len(q)]
+    model.rows.clear()
+    got = blocked.evaluate_features_blocked(q, g, model=model, block_elems=len(g) * 8)
+    same(full, got)
+    assert max(model.rows) <= 8 and sum(model.rows) >= len(q)
+
+
+def test_rerank_through_score_features_equals_oracle():
+    q, g = feature_sets(4, num_q=25, num_g=120)
+    qf, gf = q.features, g.features
+    mats = [compute_distance(a, b).numpy() for a, b in ((qf, gf), (qf, qf), (gf, gf))]
+    expected = evaluate_rank(re_ranking_reference(*mats), q.pids, g.pids, q.camids, g.camids)
+    got = score_features(q, g, rerank=True)
+    assert got.mAP == pytest.approx(expected.mAP, abs=1e-9)
+    np.testing.assert_allclose(got.cmc, expected.cmc)
+    plain = score_features(q, g)
+    assert got.mAP != plain.mAP
+
+
+def test_blocks_must_cover_the_queries_in_order():
+    rng = np.random.default_rng(0)
+    ids = id_arrays(rng, 10, 30)
+    d = rng.random((10, 30), dtype=np.float32)
+    with pytest.raises(ConfigError, match="does not continue"):
+        blocked.evaluate_blocks([(0, d[:4]), (5, d[5:])], *ids)
+    with pytest.raises(ConfigError, match="covered 4 of 10"):
+        blocked.evaluate_blocks([(0, d[:4])], *ids)
+    with pytest.raises(ConfigError, match="unknown evaluation mode"):
+        blocked.evaluate_blocks([(0, d)], *ids, mode="duke")
+
+
+def test_duatm_distance_goes_through_the_blocks():
+    from attnreid.models import build_model, list_models
+
+    if "duatm" not in list_models():
+        pytest.skip("the DuATM model is not registered")
+    torch.manual_seed(0)
+    model = build_model("duatm", 5, "none").eval()
+    with torch.no_grad():
+        feats = model(torch.randn(26, 3, 64, 32))  # (26, S, D) sequences
+    rng = np.random.default_rng(0)
+    pids = rng.integers(0, 4, 26)
+    cams = np.arange(26) % 3
+    q = FeatureSet(feats[:6], pids[:6], cams[:6], [f"q{i}" for i in range(6)])
+    g = FeatureSet(feats[6:], pids[6:], cams[6:], [f"g{i}" for i in range(20)])
+    same(score_features(q, g, model=model), score_features(q, g, model=model, block_threshold=0))
+    with torch.no_grad():
+        mats = [model.compute_distance(a, b).numpy() for a, b in ((feats[:6], feats[6:]),
+                (feats[:6], feats[:6]), (feats[6:], feats[6:]))]  # fmt: skip
+    expected = evaluate_rank(re_ranking_reference(*mats), q.pids, g.pids, q.camids, g.camids)
+    got = score_features(q, g, model=model, rerank=True)
+    assert got.mAP == pytest.approx(expected.mAP, abs=1e-6)

@@ -1,0 +1,115 @@
+"""ONNX export: onnxruntime features equal PyTorch's for every registered model family."""
+
+from __future__ import annotations
+
+import inspect
+
+import numpy as np
+import onnx
+import pytest
+import torch
+from torch.utils.data import DataLoader
+
+from attnreid.data.base import ReIDItem
+from attnreid.data.loaders import ImageDataset
+from attnreid.data.transforms import build_transforms
+from attnreid.errors import AttnReidError, ModelError
+from attnreid.evaluation.features import extract_features
+from attnreid.models import build_model
+from attnreid.models.registry import _MODELS, model_factory
+from attnreid.retrieval import OnnxModel, export_onnx, read_onnx_metadata
+from tests.conftest import write_image
+
+HEIGHT, WIDTH = 64, 32  # the input size the preset smoke test trains every model at
+
+
+def families() -> list[str]:
+    """One registered name per model factory: the one with the fewest preset options (the
+    family's plain name, e.g. ``baseline``, ``ccan``, ``sa_resnet``, ``sona_net``)."""
+    best: dict[object, str] = {}
+    for name, (fn, defaults) in sorted(_MODELS.items()):
+        cur = best.get(fn)
+        if cur is None or len(defaults) < len(_MODELS[cur][1]):
+            best[fn] = name
+    return sorted(best.values())
+
+
+def small_model(name: str) -> torch.nn.Module:
+    options = {}
+    if "input_size" in inspect.signature(model_factory(name)).parameters:
+        options["input_size"] = [HEIGHT, WIDTH]
+    torch.manual_seed(0)
+    return build_model(name, 7, "none", **options).eval()
+
+
+def close(got: torch.Tensor | np.ndarray, ref: torch.Tensor | np.ndarray) -> float:
+    """Largest difference relative to the feature scale (untrained features reach ~100s)."""
+    ref = np.asarray(ref)
+    return float(np.abs(np.asarray(got) - ref).max() / max(1.0, np.abs(ref).max()))
+
+
+@pytest.mark.parametrize("name", families())
+def test_onnxruntime_features_equal_pytorch(tmp_path, name):
+    model = small_model(name)
+    diff = export_onnx(model, tmp_path / "m.onnx", height=HEIGHT, width=WIDTH)
+    assert diff is not None
+    onnx_model = OnnxModel(tmp_path / "m.onnx")
+    for batch in (1, 3):  # the batch dimension is dynamic (exported with 2)
+        x = torch.randn(batch, 3, HEIGHT, WIDTH)
+        with torch.no_grad():
+            ref = model(x)
+        got = onnx_model(x)
+        assert got.shape == ref.shape and ref.shape[0] == batch  # DuATM: (B, S, D) sequences
+        assert close(got, ref) <= 1e-4, f"{name}: onnxruntime differs by {close(got, ref):.2e}"
+    assert onnx_model.model_name == name and onnx_model.feature_dim == model.feature_dim
+    assert not model.training  # export leaves the model's mode alone
+
+
+def test_metadata_and_extraction_through_onnxruntime(tmp_path):
+    model = small_model("resnet18")
+    cfg = {"data": {"height": HEIGHT, "width": WIDTH}, "eval": {"flip": True}, "_source": "x"}
+    export_onnx(model, tmp_path / "m.onnx", height=HEIGHT, width=WIDTH, config=cfg)
+    md = read_onnx_metadata(tmp_path / "m.onnx")
+    assert md["model"] == "resnet18" and md["input_size"] == [HEIGHT, WIDTH]
+    assert md["config"] == {"data": {"height": HEIGHT, "width": WIDTH}, "eval": {"flip": True}}
+    assert md["mean"] == list(model.input_mean)
+    # extract_features (with flip averaging) gives the same features with either model
+    items = [ReIDItem(str(write_image(tmp_path / f"{i}.jpg", seed=i)), i, 0) for i in range(5)]
+    tf = build_transforms(HEIGHT, WIDTH, train=False, mean=model.input_mean, std=model.input_std)
+    loader = DataLoader(ImageDataset(items, tf), batch_size=2)
+    a = extract_features(model, loader).features
+    b = extract_features(OnnxModel(tmp_path / "m.onnx"), loader).features
+    assert close(b, a) <= 1e-4
+
+
+def test_dynamo_exporter(tmp_path):
+    model = small_model("resnet18")
+    diff = export_onnx(model, tmp_path / "d.onnx", height=HEIGHT, width=WIDTH, exporter="dynamo")
+    assert diff is not None and diff <= 1e-4 * 100
+    x = torch.randn(4, 3, HEIGHT, WIDTH)
+    with torch.no_grad():
+        assert close(OnnxModel(tmp_path / "d.onnx")(x), model(x)) <= 1e-4
+
+
+def test_errors(tmp_path):
+    model = small_model("resnet18")
+    export_onnx(model, tmp_path / "m.onnx", height=HEIGHT, width=WIDTH, check=False)
+    with pytest.raises(ModelError, match=r"takes \(B, 3, 64, 32\) images"):
+        OnnxModel(tmp_path / "m.onnx")(torch.randn(1, 3, 32, 32))
+    with pytest.raises(ModelError, match="unknown ONNX exporter"):
+        export_onnx(model, tmp_path / "x.onnx", height=HEIGHT, width=WIDTH, exporter="tf")
+    proto = onnx.load(str(tmp_path / "m.onnx"))
+    del proto.metadata_props[:]
+    onnx.save(proto, str(tmp_path / "plain.onnx"))
+    with pytest.raises(AttnReidError, match="not exported by attnreid"):
+        OnnxModel(tmp_path / "plain.onnx")
+    (tmp_path / "junk.onnx").write_bytes(b"junk")
+    with pytest.raises(AttnReidError, match="not a readable ONNX model"):
+        read_onnx_metadata(tmp_path / "junk.onnx")
+
+    class Broken(torch.nn.Module):
+        def forward(self, x):
+            raise RuntimeError("this forward cannot be traced")
+
+    with pytest.raises(ModelError, match="could not be exported.*cannot be traced"):
+        export_onnx(Broken(), tmp_path / "b.onnx", height=8, width=8)
