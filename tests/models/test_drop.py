@@ -130,19 +130,19 @@ def test_gamma_as_rate():
 def test_bfe_one_rectangle_shared_by_batch_and_channels():
     torch.manual_seed(7)
     module = BatchFeatureErasing().train()
-    assert module.erase_size(48, 16) == (15, 16)  # int(0.33 * 48) rows, full width
+    assert module.erase_size(48, 16) == (16, 16)  # round(0.33 * 48) rows, full width
     x = torch.rand(4, 6, 48, 16) + 0.5
     y = module(x)
     erased = y == 0
     assert torch.equal(erased, erased[:1, :1].expand_as(erased))  # same for all samples, channels
     rows = erased[0, 0].any(1).nonzero().flatten()
-    assert len(rows) == 15 and rows.max() - rows.min() == 14
+    assert len(rows) == 16 and rows.max() - rows.min() == 15
     assert erased[0, 0, rows].all()  # full-width stripe
     torch.testing.assert_close(y[~erased], x[~erased])  # no rescaling
     tops = set()
     for _ in range(300):
         tops.add(int((module.keep_mask(x)[0, 0, :, 0] == 0).nonzero()[0]))
-    assert tops == set(range(48 - 15 + 1))  # every position of the stripe occurs
+    assert tops == set(range(48 - 16 + 1))  # every position of the stripe occurs
     module.eval()
     assert module(x) is x
 
@@ -150,9 +150,35 @@ def test_bfe_one_rectangle_shared_by_batch_and_channels():
 def test_bfe_sizes_and_small_maps():
     module = BatchFeatureErasing(0.5, 0.5)
     assert module.erase_size(10, 4) == (5, 2)
+    # Python's round, as the Batch-DropBlock code: 0.33 * 12 = 3.96 -> 4, 0.33 * 10 -> 3
+    assert BatchFeatureErasing().erase_size(12, 4) == (4, 4)
+    assert BatchFeatureErasing().erase_size(10, 4) == (3, 4)
     assert BatchFeatureErasing().erase_size(2, 1) == (1, 1)  # never erases nothing
     mask = module.keep_mask(torch.zeros(1, 1, 10, 4))
     assert mask.shape == (1, 1, 10, 4) and int((mask == 0).sum()) == 10
+
+
+def test_ramp_raises_the_rate_linearly_and_is_saved():
+    module = DropBlockPlus(0.2, (5, 8), ramp_steps=4).train()
+    assert module.current_drop_prob() == 0.0 and "steps" in module.state_dict()
+    x = torch.ones(2, 8, 48, 16)
+    seen = []
+    for _ in range(6):
+        module(x)
+        seen.append(module.current_drop_prob())
+    assert seen == pytest.approx([0.05, 0.1, 0.15, 0.2, 0.2, 0.2])
+    assert module.gamma(48, 16) == pytest.approx(dropblock_gamma(48, 16, 5, 8, 0.2))
+    module.eval()(x)  # eval forwards do not advance the ramp
+    assert int(module.steps) == 6
+    resumed = DropBlockPlus(0.2, (5, 8), ramp_steps=4)
+    resumed.load_state_dict(module.state_dict())
+    assert resumed.current_drop_prob() == pytest.approx(0.2)
+    # without a ramp the rate is fixed and no buffer is added to the weights
+    fixed = DropBlockPlus(0.2, (5, 8))
+    assert fixed.current_drop_prob() == 0.2 and "steps" not in fixed.state_dict()
+    rate = DropBlockPlus(0.1, (5, 8), gamma_mode="rate", ramp_steps=2).train()
+    rate(x)
+    assert rate.gamma(48, 16) == pytest.approx(0.05)
 
 
 def test_build_drop():
@@ -162,6 +188,9 @@ def test_build_drop():
     dbp = build_drop("dropblock_plus")
     assert type(dbp) is DropBlockPlus and dbp.block_size == (5, 8) and dbp.drop_prob == 0.1
     assert build_drop("dropblock_plus", block_size=[2, 4]).block_size == (2, 4)
+    db_opts = build_drop("dropblock", rescale=False, ramp_steps=10, gamma_mode="rate")
+    assert (db_opts.rescale, db_opts.ramp_steps, db_opts.gamma_mode) == (False, 10, "rate")
+    assert build_drop("dropblock_plus", rescale=False).rescale is False
     bfe = build_drop("bfe", bfe_ratio=[0.5, 1.0])
     assert isinstance(bfe, BatchFeatureErasing) and bfe.h_ratio == 0.5
 
@@ -176,6 +205,9 @@ def test_build_drop():
         (lambda: DropBlockPlus(0.1, (0, 3)), "block_size"),
         (lambda: DropBlockPlus(0.1, (5, 8, 1)), "block_size"),
         (lambda: DropBlockPlus(0.1, gamma_mode="keep_prob"), "gamma_mode"),
+        (lambda: DropBlockPlus(0.1, ramp_steps=-1), "ramp_steps"),
+        (lambda: DropBlockPlus(0.1, ramp_steps=1.5), "ramp_steps"),
+        (lambda: DropBlockPlus(0.1, rescale="no"), "rescale"),
         (lambda: BatchFeatureErasing(0.0), "h_ratio"),
         (lambda: BatchFeatureErasing(0.3, 1.5), "w_ratio"),
     ],

@@ -41,9 +41,16 @@ def test_fused_equals_literal_forward_and_backward(channels, size, training):
 
 
 def test_fused_equals_literal_in_float32():
-    fused, literal = _pair(32, dtype=torch.float32)
-    x = torch.randn(2, 32, 8, 6)
-    torch.testing.assert_close(fused(x), literal(x), atol=1e-5, rtol=1e-5)
+    # float32, as trained: forward and every gradient agree to 1e-5 (absolute or relative)
+    fused, literal = _pair(64, dtype=torch.float32)
+    x = torch.randn(2, 64, 12, 8, requires_grad=True)
+    y_f, y_l = fused(x), literal(x)
+    torch.testing.assert_close(y_f, y_l, atol=1e-5, rtol=1e-5)
+    upstream = torch.randn_like(y_f)
+    grads_f = torch.autograd.grad((y_f * upstream).sum(), [x, *fused.parameters()])
+    grads_l = torch.autograd.grad((y_l * upstream).sum(), [x, *literal.parameters()])
+    for g_f, g_l in zip(grads_f, grads_l, strict=True):
+        torch.testing.assert_close(g_f, g_l, atol=1e-5, rtol=1e-5)
 
 
 def _reference(module: SONA, x: torch.Tensor) -> torch.Tensor:
@@ -125,6 +132,7 @@ def test_attention_matrix_and_maps():
         ({"channels": 8, "reduction": 0}, "reduction"),
         ({"channels": 8, "reduction": True}, "reduction"),
         ({"channels": 8, "impl": "flash"}, "impl"),
+        ({"channels": 8, "negative_slope": "0.1"}, "negative_slope"),
     ],
 )
 def test_option_errors(kwargs, match):

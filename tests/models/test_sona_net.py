@@ -79,6 +79,39 @@ def test_variant_structure_and_shapes(name):
     assert shapes == [(1, 2048, 48, 16), (1, 2048, 32, 16)]  # stride 8
 
 
+def test_sona_follows_layer2_and_layer3_of_the_dilated_resnet50():
+    """SONA2 takes layer2's 48x16x512 map and SONA3 layer3's 48x16x1024 map at 384x128, and
+    each one's output is what the next stage reads."""
+    model = build_model("sona23_net", NUM_CLASSES).eval()
+    stages = model.backbone.stages
+    assert model.backbone.stage_names[2:4] == ["layer2", "layer3"]
+    seen: dict[str, tuple] = {}
+
+    def keep(name):
+        return lambda _m, inp, out: seen.update({name: (inp[0], out)})
+
+    for key in ("sona2", "sona3"):
+        model.sona[key].register_forward_hook(keep(key))
+    for index in (2, 3, 4):
+        stages[index].register_forward_hook(keep(f"stage{index}"))
+    with torch.inference_mode():
+        model(torch.randn(1, 3, 384, 128))
+    assert seen["sona2"][0].shape == (1, 512, 48, 16)
+    assert seen["sona3"][0].shape == (1, 1024, 48, 16)
+    assert seen["stage4"][1].shape == (1, 2048, 48, 16)
+    assert seen["sona2"][0] is seen["stage2"][1] and seen["stage3"][0] is seen["sona2"][1]
+    assert seen["sona3"][0] is seen["stage3"][1] and seen["stage4"][0] is seen["sona3"][1]
+
+
+def test_drop_and_sona_options_reach_the_modules():
+    opts = {"backbone": "resnet18", "drop_rescale": False, "drop_ramp_steps": 100}
+    drop = build_model("sona2_net", 3, **opts).drop
+    assert (drop.block_size, drop.rescale, drop.ramp_steps) == ((5, 8), False, 100)
+    assert build_model("sona_bl_bfe", 3, backbone="resnet18").drop.erase_size(48, 16) == (16, 16)
+    sona = build_model("sona2_net", 3, backbone="resnet18", sona_negative_slope=0.2).sona["sona2"]
+    assert sona.theta[2].negative_slope == 0.2
+
+
 def test_sona_net_is_sona2_net():
     a, b = build_model("sona_net", 3), build_model("sona2_net", 3)
     assert list(a.state_dict()) == list(b.state_dict())
@@ -183,6 +216,7 @@ def test_head_sona_changes_only_its_branch():
         ({"sona_reduction": 0}, "sona_reduction"),
         ({"drop": "cutout"}, "drop"),
         ({"gamma_mode": "keep"}, "gamma_mode"),
+        ({"drop_ramp_steps": -5}, "ramp_steps"),
         ({"drop": "dropblock", "block_size": [5, 8]}, "square"),
         ({"drop_prob": 1.5}, "drop_prob"),
         ({"dilation": "yes"}, "dilation"),

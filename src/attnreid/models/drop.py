@@ -27,12 +27,19 @@ to ``x``), so that tests and visualisations can inspect it.
   (``gamma_mode="drop_prob"``, default) and offer the other reading as
   ``gamma_mode="rate"``. "Variable size" is read as "height and width chosen independently";
   the paper fixes both, so they are fixed per module, not resampled. Masks are per sample and
-  channel and rescaled, as in DropBlock, which DropBlock+ generalises.
+  channel and rescaled, as in DropBlock, which DropBlock+ generalises (``rescale=False``
+  turns the rescaling off; the paper does not say).
+* Scheduling: Ghiasi et al. ramp the drop probability linearly from 0 to its target over
+  training ("scheduled DropBlock"). SONA-Net gives one fixed gamma and no schedule, so the
+  default is a fixed rate (``ramp_steps=0``); ``ramp_steps=N`` ramps the rate (either
+  ``gamma_mode``) linearly over the first ``N`` training forwards, counted in a ``steps``
+  buffer (saved with the weights, so a resumed run continues the ramp).
 * :class:`BatchFeatureErasing` (Dai et al., "Batch DropBlock", arXiv 1811.07130, and their
-  code): one rectangle per forward, ``int(h_ratio * H)`` rows by ``int(w_ratio * W)`` columns
-  (0.33 and 1.0: a full-width stripe) at a uniform position, shared by every sample and
-  channel of the batch, no rescaling. We clamp the size to at least one row and column (their
-  ``int()`` would erase nothing on maps shorter than 4 rows).
+  code): one rectangle per forward, ``round(h_ratio * H)`` rows by ``round(w_ratio * W)``
+  columns (0.33 and 1.0: a full-width stripe; 16 of 48 rows) at a uniform position, shared by
+  every sample and channel of the batch, no rescaling. Python's ``round`` is the latest
+  version of their ``BatchDrop`` (an earlier commit truncated with ``int()``: 15 of 48 rows).
+  We clamp the size to at least one row and column (``round`` gives 0 on maps of 1 row).
 """
 
 from __future__ import annotations
@@ -80,6 +87,8 @@ class DropBlockPlus(nn.Module):
         block_size: ``(height, width)`` of a block, or one int for a square.
         gamma_mode: how ``drop_prob`` is read, see the module docstring.
         rescale: divide the kept units by the kept fraction of the whole tensor.
+        ramp_steps: ramp ``drop_prob`` linearly from 0 over this many training forwards
+            (Ghiasi et al.'s schedule); 0 keeps it fixed.
     """
 
     def __init__(
@@ -89,19 +98,33 @@ class DropBlockPlus(nn.Module):
         *,
         gamma_mode: str = "drop_prob",
         rescale: bool = True,
+        ramp_steps: int = 0,
     ) -> None:
         super().__init__()
         self.drop_prob = _probability(drop_prob, "drop_prob")
         self.block_size = _pair(block_size, "block_size")
         if gamma_mode not in GAMMA_MODES:
             raise ModelError(f"gamma_mode must be 'drop_prob' or 'rate', got {gamma_mode!r}")
-        self.gamma_mode, self.rescale = gamma_mode, rescale
+        if not isinstance(rescale, bool):
+            raise ModelError(f"rescale must be true or false, got {rescale!r}")
+        if isinstance(ramp_steps, bool) or not isinstance(ramp_steps, int) or ramp_steps < 0:
+            raise ModelError(f"ramp_steps must be a non-negative integer, got {ramp_steps!r}")
+        self.gamma_mode, self.rescale, self.ramp_steps = gamma_mode, rescale, ramp_steps
+        if ramp_steps:
+            self.register_buffer("steps", torch.zeros((), dtype=torch.long))
+
+    def current_drop_prob(self) -> float:
+        """``drop_prob`` scaled by the ramp: ``drop_prob * min(1, steps / ramp_steps)``."""
+        if not self.ramp_steps:
+            return self.drop_prob
+        return self.drop_prob * min(1.0, int(self.steps) / self.ramp_steps)
 
     def gamma(self, height: int, width: int) -> float:
-        """The Bernoulli rate of block seeds on a ``height x width`` map."""
+        """The Bernoulli rate of block seeds on a ``height x width`` map (at the current
+        point of the ramp)."""
         if self.gamma_mode == "rate":
-            return self.drop_prob
-        return dropblock_gamma(height, width, *self.block_size, self.drop_prob)
+            return self.current_drop_prob()
+        return dropblock_gamma(height, width, *self.block_size, self.current_drop_prob())
 
     def keep_mask(self, x: Tensor) -> Tensor:
         """A fresh 0/1 mask of ``x``'s shape: 0 inside the dropped blocks."""
@@ -119,6 +142,8 @@ class DropBlockPlus(nn.Module):
         # x: (B, C, H, W)
         if not self.training or self.drop_prob == 0:
             return x
+        if self.ramp_steps:
+            self.steps += 1  # the first training forward drops drop_prob / ramp_steps
         mask = self.keep_mask(x)
         if self.rescale:
             mask = mask * (mask.numel() / mask.sum().clamp_min(1.0))
@@ -127,7 +152,8 @@ class DropBlockPlus(nn.Module):
     def extra_repr(self) -> str:
         return (
             f"drop_prob={self.drop_prob}, block_size={self.block_size}, "
-            f"gamma_mode={self.gamma_mode!r}, rescale={self.rescale}"
+            f"gamma_mode={self.gamma_mode!r}, rescale={self.rescale}, "
+            f"ramp_steps={self.ramp_steps}"
         )
 
 
@@ -146,6 +172,7 @@ class DropBlock(DropBlockPlus):
         *,
         gamma_mode: str = "drop_prob",
         rescale: bool = True,
+        ramp_steps: int = 0,
     ) -> None:
         if isinstance(block_size, Sequence):
             pair = _pair(block_size, "block_size")
@@ -155,7 +182,9 @@ class DropBlock(DropBlockPlus):
                     "use dropblock_plus for rectangles"
                 )
             block_size = pair[0]
-        super().__init__(drop_prob, block_size, gamma_mode=gamma_mode, rescale=rescale)
+        super().__init__(
+            drop_prob, block_size, gamma_mode=gamma_mode, rescale=rescale, ramp_steps=ramp_steps
+        )
 
 
 class BatchFeatureErasing(nn.Module):
@@ -171,7 +200,7 @@ class BatchFeatureErasing(nn.Module):
 
     def erase_size(self, height: int, width: int) -> tuple[int, int]:
         """Rows and columns of the erased rectangle on a ``height x width`` map."""
-        return max(1, int(self.h_ratio * height)), max(1, int(self.w_ratio * width))
+        return max(1, round(self.h_ratio * height)), max(1, round(self.w_ratio * width))
 
     def keep_mask(self, x: Tensor) -> Tensor:
         """A fresh ``(1, 1, H, W)`` 0/1 mask, 0 inside the erased rectangle."""
@@ -200,20 +229,22 @@ def build_drop(
     drop_prob: float = 0.1,
     block_size: int | Sequence[int] | None = None,
     gamma_mode: str = "drop_prob",
+    rescale: bool = True,
+    ramp_steps: int = 0,
     bfe_ratio: Sequence[float] = (0.33, 1.0),
 ) -> nn.Module:
     """The drop module ``method`` (:data:`DROP_METHODS`); ``"none"`` is an identity.
 
     ``block_size=None`` takes the method's default: 5 for ``dropblock``, ``(5, 8)`` for
-    ``dropblock_plus``.
+    ``dropblock_plus``. ``gamma_mode``, ``rescale`` and ``ramp_steps`` apply to both DropBlocks.
     """
+    opts = {"gamma_mode": gamma_mode, "rescale": rescale, "ramp_steps": ramp_steps}
     if method == "none":
         return nn.Identity()
     if method == "dropblock":
-        return DropBlock(drop_prob, 5 if block_size is None else block_size, gamma_mode=gamma_mode)
+        return DropBlock(drop_prob, 5 if block_size is None else block_size, **opts)
     if method == "dropblock_plus":
-        size = (5, 8) if block_size is None else block_size
-        return DropBlockPlus(drop_prob, size, gamma_mode=gamma_mode)
+        return DropBlockPlus(drop_prob, (5, 8) if block_size is None else block_size, **opts)
     if method == "bfe":
         ratio = tuple(bfe_ratio) if isinstance(bfe_ratio, Sequence) else ()
         if len(ratio) != 2:

@@ -21,9 +21,13 @@ Options (``build_model("sona_net", C, pretrained, **options)``):
 
 * ``backbone`` (``resnet50``): any :func:`~attnreid.models.backbones.build_backbone` name.
   "SONA after stage k" means after ``backbone.stages[k]`` (``stages[0]`` is the stem):
-  ResNets ``layer2`` / ``layer3``; MobileNetV2 ``stage2`` (``features.4-6``, 32 ch, stride 8) /
-  ``stage3`` (``features.7-13``, 96 ch, stride 16); EfficientNet-Lite0 ``stage2``
-  (``blocks.2``, 40 ch, stride 8) / ``stage3`` (``blocks.3-4``, 112 ch, stride 16).
+  ResNets ``layer2`` (conv3_x: 512 channels, 48 x 16 at 384 x 128) / ``layer3`` (conv4_x,
+  1024 channels, 48 x 16 once dilated). The paper's "stage 2" is ``layer2`` because its dilated
+  stages 3 and 4 "share the same spatial size with the original stage 2 ... but with doubled
+  number of output channels" (512 -> 1024 -> 2048) and its stage 4 ends the backbone.
+  MobileNetV2 ``stage2`` (``features.4-6``, 32 ch, stride 8) / ``stage3`` (``features.7-13``,
+  96 ch, stride 16); EfficientNet-Lite0 ``stage2`` (``blocks.2``, 40 ch, stride 8) /
+  ``stage3`` (``blocks.3-4``, 112 ch, stride 16).
 * ``dilation`` (``None``): ``None`` dilates stages 3 and 4 where torchvision can (ResNet-50 /
   101 / 152: output stride 8, a 48 x 16 map at 384 x 128); other backbones cannot be dilated
   and use ``last_stride`` instead (``1``: output stride 16). ``False`` turns dilation off.
@@ -32,12 +36,15 @@ Options (``build_model("sona_net", C, pretrained, **options)``):
 * ``sona_head`` (``none``): SONA right after the last stage on the ``global`` branch, the
   ``local`` branch (before the bottleneck), or ``both`` (one module per branch) - the
   paper's negative-result placements.
-* ``sona_reduction`` (2), ``sona_impl`` (``fused`` | ``literal``), ``sona_zero_init`` (True):
-  see :mod:`attnreid.models.attention.sona`.
+* ``sona_reduction`` (2), ``sona_impl`` (``fused`` | ``literal``), ``sona_zero_init`` (True),
+  ``sona_negative_slope`` (0.01, the LeakyReLU of theta; the paper gives none): see
+  :mod:`attnreid.models.attention.sona`.
 * ``drop`` (``dropblock_plus``): ``none`` | ``dropblock`` | ``dropblock_plus`` | ``bfe``, on
   the local branch after the bottleneck; ``drop_prob`` (0.1), ``block_size`` (``None``: 5 for
   DropBlock, [5, 8] = height x width for DropBlock+), ``gamma_mode`` (``drop_prob`` | ``rate``),
-  ``bfe_ratio`` ([0.33, 1.0]); see :mod:`attnreid.models.drop`.
+  ``drop_rescale`` (True), ``drop_ramp_steps`` (0: the paper's fixed gamma; N: Ghiasi et al.'s
+  linear ramp over N training steps), ``bfe_ratio`` ([0.33, 1.0]); see
+  :mod:`attnreid.models.drop`.
 * ``global_dim`` (512), ``local_dim`` (1024): the two embedding sizes.
 
 Initialisation (the paper is silent; the Batch-DropBlock code's): reduction convs and linears
@@ -121,10 +128,13 @@ class SONANet(ReIDModel):
         sona_reduction: int = 2,
         sona_impl: str = "fused",
         sona_zero_init: bool = True,
+        sona_negative_slope: float = 0.01,
         drop: str = "dropblock_plus",
         drop_prob: float = 0.1,
         block_size: int | Sequence[int] | None = None,
         gamma_mode: str = "drop_prob",
+        drop_rescale: bool = True,
+        drop_ramp_steps: int = 0,
         bfe_ratio: Sequence[float] = (0.33, 1.0),
         global_dim: int = 512,
         local_dim: int = 1024,
@@ -154,6 +164,8 @@ class SONANet(ReIDModel):
             drop_prob=drop_prob,
             block_size=block_size,
             gamma_mode=gamma_mode,
+            rescale=drop_rescale,
+            ramp_steps=drop_ramp_steps,
             bfe_ratio=bfe_ratio,
         )
 
@@ -175,7 +187,13 @@ class SONANet(ReIDModel):
             raise ModelError(f"sona_net: {backbone} has {out} output channels, not a multiple of 4")
 
         def make_sona(c: int) -> SONA:
-            return SONA(c, sona_reduction, impl=sona_impl, zero_init=sona_zero_init)
+            return SONA(
+                c,
+                sona_reduction,
+                impl=sona_impl,
+                negative_slope=sona_negative_slope,
+                zero_init=sona_zero_init,
+            )
 
         self.sona = nn.ModuleDict({f"sona{s}": make_sona(channels[s]) for s in stages})
         self.sona_stages, self.sona_head = stages, sona_head
@@ -279,10 +297,13 @@ def _sona_net(
     sona_reduction: int = 2,
     sona_impl: str = "fused",
     sona_zero_init: bool = True,
+    sona_negative_slope: float = 0.01,
     drop: str = "dropblock_plus",
     drop_prob: float = 0.1,
     block_size: int | Sequence[int] | None = None,
     gamma_mode: str = "drop_prob",
+    drop_rescale: bool = True,
+    drop_ramp_steps: int = 0,
     bfe_ratio: Sequence[float] = (0.33, 1.0),
     global_dim: int = 512,
     local_dim: int = 1024,
@@ -298,10 +319,13 @@ def _sona_net(
         sona_reduction=sona_reduction,
         sona_impl=sona_impl,
         sona_zero_init=sona_zero_init,
+        sona_negative_slope=sona_negative_slope,
         drop=drop,
         drop_prob=drop_prob,
         block_size=block_size,
         gamma_mode=gamma_mode,
+        drop_rescale=drop_rescale,
+        drop_ramp_steps=drop_ramp_steps,
         bfe_ratio=bfe_ratio,
         global_dim=global_dim,
         local_dim=local_dim,

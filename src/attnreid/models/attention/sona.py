@@ -69,6 +69,8 @@ class SONA(nn.Module):
             raise ModelError(f"SONA: reduction must be a positive integer, got {reduction!r}")
         if impl not in IMPLEMENTATIONS:
             raise ModelError(f"SONA: impl must be 'fused' or 'literal', got {impl!r}")
+        if isinstance(negative_slope, bool) or not isinstance(negative_slope, (int, float)):
+            raise ModelError(f"SONA: negative_slope must be a number, got {negative_slope!r}")
         self.channels, self.reduction, self.impl = channels, reduction, impl
         self.inner = d = max(1, channels // reduction)
         # 1x1 convolutions act on each position alone: they are stored as linear maps and
