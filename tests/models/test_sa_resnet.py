@@ -2,17 +2,24 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 
 from attnreid.config import CONFIG_DIR, load_config
+from attnreid.engine import build as build_module
 from attnreid.engine.optim import lr_factor
 from attnreid.errors import ModelError
+from attnreid.evaluation.blocked import feature_distance_blocks
 from attnreid.evaluation.distance import compute_distance
+from attnreid.evaluation.evaluate import score_features
+from attnreid.evaluation.features import FeatureSet
+from attnreid.evaluation.metrics import evaluate_rank
 from attnreid.models import build_model, list_models
 from attnreid.models.attention.self_attention import SelfAttention
 from attnreid.models.attention.spatial_attention import SpatialAttention
 from attnreid.models.sa_resnet import SAResNet
+from tests.conftest import tiny_train_overrides
 
 VARIANTS = {
     "sa_resnet50": (SelfAttention, "softmax"),
@@ -88,17 +95,101 @@ def test_backbone_option(backbone, dim, mean):
         assert model.feature_map(torch.randn(1, 3, 160, 64)).shape == (1, dim, 10, 4)
 
 
-def test_distance_is_euclidean_normalised_to_unit_interval(paper_model):
+def test_distance_is_euclidean_normalised_per_query(paper_model):
     torch.manual_seed(3)
     q, g = torch.randn(5, 16), torch.randn(9, 16)
+    assert paper_model.distance_norm == "query_max"  # the default
     d = paper_model.compute_distance(q, g)
     euclid = torch.cdist(q, g)
-    torch.testing.assert_close(d, euclid / euclid.max(), rtol=1e-5, atol=1e-6)
-    assert float(d.max()) == pytest.approx(1.0) and float(d.min()) >= 0.0
+    torch.testing.assert_close(d, euclid / euclid.amax(1, keepdim=True), rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(d.amax(1), torch.ones(5))
+    assert float(d.min()) >= 0.0
     # the ranking is the squared euclidean one
     assert torch.equal(d.argsort(dim=1), compute_distance(q, g).argsort(dim=1))
-    other = build_model("sa_resnet", 3, backbone="resnet18", normalized_distance=False)
-    assert other.compute_distance(q, g) is None
+    assert float(paper_model.compute_distance(q, q[:2]).diagonal().max()) < 1e-3
+    # a query's values do not depend on the other queries scored with it
+    torch.testing.assert_close(paper_model.compute_distance(q[2:3], g), d[2:3])
+
+
+@pytest.mark.parametrize("norm", ["query_minmax", "global_max", "none"])
+def test_distance_norm_options(norm):
+    torch.manual_seed(4)
+    q, g = torch.randn(4, 8), torch.randn(6, 8)
+    model = build_model("sa_resnet", 3, backbone="resnet18", distance_norm=norm)
+    d = model.compute_distance(q, g)
+    euclid = torch.cdist(q, g)
+    if norm == "none":
+        assert d is None  # the configured eval.metric is used
+        return
+    if norm == "global_max":
+        expected = euclid / euclid.max()
+    else:
+        lo, hi = euclid.amin(1, keepdim=True), euclid.amax(1, keepdim=True)
+        expected = (euclid - lo) / (hi - lo)
+    torch.testing.assert_close(d, expected, rtol=1e-5, atol=1e-6)
+    assert float(d.min()) >= 0.0 and float(d.max()) == pytest.approx(1.0)
+    if norm == "query_minmax":  # equal distances in a row (one gallery image): zeros, not NaN
+        assert torch.equal(model.compute_distance(q, g[:1]), torch.zeros(4, 1))
+
+
+def _feature_set(n: int, dim: int, seed: int) -> FeatureSet:
+    gen = torch.Generator().manual_seed(seed)
+    pids = np.arange(n) % 3
+    return FeatureSet(
+        torch.randn(n, dim, generator=gen), pids, np.arange(n) % 2, [f"{i}.jpg" for i in range(n)]
+    )
+
+
+@pytest.mark.parametrize("rerank", [False, True])
+@pytest.mark.parametrize("block_threshold", [10**9, 0])
+def test_evaluation_uses_the_normalised_distance(monkeypatch, rerank, block_threshold):
+    """score_features (what the engine's evaluator calls, with model=model) ranks with the
+    model's distance, whole or in query blocks, and the blocks are the whole matrix's rows."""
+    model = build_model("sa_resnet", 3, backbone="resnet18")
+    q, g = _feature_set(7, 12, 0), _feature_set(11, 12, 1)
+    calls: list[torch.Tensor] = []
+    own = model.compute_distance
+
+    def spy(query, gallery):
+        calls.append(out := own(query, gallery))
+        return out
+
+    monkeypatch.setattr(model, "compute_distance", spy)
+    result = score_features(
+        q,
+        g,
+        model=model,
+        mode="market",
+        max_rank=5,
+        rerank=rerank,
+        block_threshold=block_threshold,
+    )
+    assert calls and all(float(c.max()) <= 1.0 for c in calls)
+    if not rerank:
+        full = own(q.features, g.features).numpy()
+        expected = evaluate_rank(
+            full, q.pids, g.pids, q.camids, g.camids, max_rank=5, mode="market"
+        )
+        assert result.mAP == pytest.approx(expected.mAP)
+        blocks = feature_distance_blocks(q.features, g.features, model=model, block_elems=22)
+        np.testing.assert_allclose(np.concatenate([b for _, b in blocks]), full, rtol=1e-6)
+
+
+def test_engine_evaluator_passes_the_model(monkeypatch, tiny_synth, tmp_path):
+    cfg = load_config("sa_resnet50_cpu", tiny_train_overrides(tiny_synth, tmp_path))
+    seen = {}
+
+    def fake_score(query, gallery, **kwargs):
+        seen.update(kwargs)
+        return "scored"
+
+    monkeypatch.setattr(build_module, "score_features", fake_score)
+    model = build_model("sa_resnet", 3, backbone="resnet18")
+    evaluator = build_module.make_evaluator(
+        build_module.load_dataset(cfg), cfg, model.input_mean, model.input_std, "cpu"
+    )
+    assert evaluator(model) == "scored"
+    assert seen["model"] is model and cfg["eval"]["flip"] is False
 
 
 def test_attention_maps(paper_model):
@@ -129,6 +220,27 @@ def test_bad_options():
         build_model("sa_resnet", 3, backbone="resnet18", scores="relu")
     with pytest.raises(ModelError, match="no option"):
         build_model("sa_resnet50", 3, reduction=8)
+    with pytest.raises(ModelError, match="distance_norm"):
+        build_model("sa_resnet", 3, backbone="resnet18", distance_norm="max")
+    with pytest.raises(ModelError, match="kernel_size"):
+        build_model("sa_resnet", 3, backbone="resnet18", attention="spatial", spatial_kernel=2)
+
+
+def test_options_reach_the_attention_blocks():
+    spatial = build_model("sa_resnet50_spatial", 3, backbone="resnet18")
+    assert spatial.attention.gate is False and spatial.attention.score.kernel_size == (1,)
+    assert not hasattr(spatial.attention, "alpha")  # the paper's variant has no learned gate
+    tuned = build_model(
+        "sa_resnet",
+        3,
+        backbone="resnet18",
+        attention="spatial",
+        spatial_kernel=3,
+        spatial_gate=True,
+    )
+    assert tuned.attention.gate is True and tuned.attention.score.kernel_size == (3,)
+    sig = build_model("sa_resnet50_sigmoid", 3, backbone="resnet18", sigmoid_mean=False)
+    assert sig.attention.scores == "sigmoid" and sig.attention.sigmoid_mean is False
 
 
 # ---------------------------------------------------------------- presets

@@ -145,22 +145,79 @@ def test_bad_options_are_model_errors():
         SpatialAttention(64, scores="relu")
 
 
-def test_spatial_attention_mask_identity_and_fusion():
+def test_spatial_attention_mask_and_fusion():
     torch.manual_seed(7)
     block = SpatialAttention(32)
     x = torch.randn(2, 32, 8, 4)
     mask = block.mask(x)
     assert mask.shape == (2, 8, 4)
-    torch.testing.assert_close(mask.sum(dim=(1, 2)), torch.ones(2))
-    assert torch.equal(block(x), x)  # alpha = 0
-    # uniform scores: m = L * (1 / L) = 1 everywhere, so y = x + alpha * x
+    torch.testing.assert_close(mask.sum(dim=(1, 2)), torch.ones(2))  # softmax over positions
+    # one value per cell from its own vector: w^T x_i + b, then a softmax over the 32 cells
+    w, bias = block.score.weight[0, :, 0], block.score.bias[0]
+    logits = torch.einsum("d,bdhw->bhw", w, x) + bias
+    torch.testing.assert_close(mask, logits.flatten(1).softmax(1).reshape(2, 8, 4))
+    # no gate (the paper's description): the re-weighted cells are added to the map
+    y = block(x)
+    torch.testing.assert_close(y, x + 32 * mask.unsqueeze(1) * x)
+    # after GAP: the plain average plus the attention-weighted sum of the cells
+    pooled = (mask.flatten(1)[:, None, :] * x.flatten(2)).sum(-1)
+    torch.testing.assert_close(y.mean(dim=(2, 3)), x.mean(dim=(2, 3)) + pooled)
+    # uniform scores: m = L * (1 / L) = 1 everywhere, so y = 2 x
     with torch.no_grad():
         block.score.weight.zero_()
-        block.alpha.fill_(0.5)
-    torch.testing.assert_close(block(x), 1.5 * x)
+    torch.testing.assert_close(block(x), 2 * x)
     sig = SpatialAttention(32, scores="sigmoid")
     m = sig.mask(x)
     assert torch.all((m > 0) & (m < 1))
-    with torch.no_grad():
-        sig.alpha.fill_(1.0)
     torch.testing.assert_close(sig(x), x * (1 + m.unsqueeze(1)))
+
+
+def test_spatial_attention_gate_starts_as_identity():
+    torch.manual_seed(8)
+    block = SpatialAttention(16, gate=True)
+    x = torch.randn(2, 16, 4, 2)
+    assert block.alpha.item() == 0.0
+    assert torch.equal(block(x), x)
+    with torch.no_grad():
+        block.alpha.fill_(0.5)
+    m = 8 * block.mask(x).unsqueeze(1)
+    torch.testing.assert_close(block(x), x + 0.5 * m * x)
+
+
+def test_spatial_attention_kernel_runs_along_the_row_major_positions():
+    torch.manual_seed(9)
+    block = SpatialAttention(8, kernel_size=3)
+    x = torch.randn(1, 8, 3, 2)
+    seq = x.flatten(2)  # (1, 8, 6), row-major
+    padded = F.pad(seq, (1, 1))
+    w, bias = block.score.weight[0], block.score.bias[0]  # (8, 3)
+    logits = torch.stack([(w * padded[0, :, i : i + 3]).sum() + bias for i in range(6)])
+    torch.testing.assert_close(block.mask(x), logits.softmax(0).reshape(1, 3, 2))
+    # the end of row 0 (cell 1) sees the start of row 1 (cell 2): changing cell 2 moves it
+    x2 = x.clone()
+    x2[0, :, 1, 0] += 1.0
+    a, b = block.score(seq)[0, 0], block.score(x2.flatten(2))[0, 0]
+    assert not torch.isclose(a[1], b[1]) and torch.isclose(a[5], b[5])
+    for bad in (0, 2, -1, True):
+        with pytest.raises(ModelError, match="kernel_size"):
+            SpatialAttention(8, kernel_size=bad)
+
+
+def test_sigmoid_mean_option():
+    torch.manual_seed(10)
+    mean = SelfAttention(16, scores="sigmoid")
+    total = SelfAttention(16, scores="sigmoid", sigmoid_mean=False)
+    total.load_state_dict(mean.state_dict())
+    _set_alpha(mean, 1.0)
+    _set_alpha(total, 1.0)
+    x = torch.randn(2, 16, 4, 2)
+    with torch.no_grad():
+        bias = mean.out.bias[None, :, None, None]
+        # o is 8 times larger with the sum; the output projection is linear (plus its bias)
+        torch.testing.assert_close(total(x) - x - bias, 8 * (mean(x) - x - bias))
+    # no effect with softmax scores
+    soft_a, soft_b = SelfAttention(16), SelfAttention(16, sigmoid_mean=False)
+    soft_b.load_state_dict(soft_a.state_dict())
+    _set_alpha(soft_a, 1.0)
+    _set_alpha(soft_b, 1.0)
+    torch.testing.assert_close(soft_a(x), soft_b(x))

@@ -7,8 +7,23 @@ global average pooling to the 2048-d vector ("the feature map of the last level 
 attention model is expanded into a 2048-dimensional vector"; flattening the 8x4x2048 map, as
 Sec. 3 words it, would give 65,536 dimensions, so we average over positions), which feeds the
 batch-hard triplet loss and a fully connected classifier (label-smoothed cross-entropy), and
-is the test feature. Query-gallery distances are the euclidean distance normalised to
-``[0, 1]`` (divided by the largest entry of the matrix; rankings are the euclidean ones).
+is the test feature (no flip averaging: one feature per image, as the paper).
+
+Distance (Sec. 4.2): "the similarity of the two features is calculated by the Euclidean
+distance and is normalized to [0, 1]" — how is not said. ``distance_norm`` (all give the
+euclidean rankings, hence the same CMC / mAP; they differ in the values reported and fed to
+re-ranking):
+
+* ``"query_max"`` (default): each query's distances divided by their largest value. The paper
+  reads "each image ... sequentially from the query set", i.e. normalises a query's distances
+  over the gallery; and this is the only choice whose values do not depend on which other
+  queries are scored in the same call (the blocked evaluator, re-ranking's row blocks and the
+  rank-list pictures call :meth:`SAResNet.compute_distance` on subsets of the queries).
+  Dividing (rather than min-max) keeps 0 for identical features.
+* ``"query_minmax"``: each query's distances min-max scaled (its nearest gallery image is 0).
+* ``"global_max"``: divided by the largest entry of the matrix passed in (one global value
+  over the whole query x gallery matrix only when the evaluator computes it in one piece).
+* ``"none"``: no model distance; the configured ``eval.metric`` is used.
 
 Options (the ablations of the paper are registered names):
 
@@ -16,13 +31,17 @@ Options (the ablations of the paper are registered names):
   :mod:`~attnreid.models.attention.spatial_attention`) or ``"none"`` (Table 3's plain
   ResNet-50 with the same head);
 * ``scores``: ``"softmax"`` (eq. 4) or ``"sigmoid"`` (Table 6);
-* ``key_reduction``, ``value_reduction``, ``aggregation``, ``value_relu``, ``scale``: the
-  self-attention block's choices where the paper is ambiguous (see its docstring);
+* ``key_reduction``, ``value_reduction``, ``aggregation``, ``value_relu``, ``scale``,
+  ``sigmoid_mean``: the self-attention block's choices where the paper is ambiguous (see its
+  docstring);
+* ``spatial_kernel``, ``spatial_gate``: the spatial attention's 1-D kernel length (default 1)
+  and an optional learned gate (default off, as the paper describes it; see its docstring);
 * ``backbone``: any :func:`~attnreid.models.backbones.build_backbone` name (the CPU presets use
   ``mobilenet_v2``), ``last_stride`` (2 as the paper; 1 doubles the map);
 * ``bnneck``: the paper has none — the classifier (with bias) takes the pooled feature and the
   pooled feature is the test feature; ``True`` adds Luo et al.'s BNNeck (test feature after BN);
-* ``normalized_distance``: ``False`` falls back to the configured ``eval.metric``.
+* ``distance_norm``: ``"query_max"``, ``"query_minmax"``, ``"global_max"`` or ``"none"``
+  (above).
 
 Registered names: ``sa_resnet`` (any backbone), ``sa_resnet50`` (the paper's model),
 ``sa_resnet50_sigmoid``, ``sa_resnet50_spatial``, ``sa_resnet50_plain``.
@@ -42,6 +61,7 @@ from attnreid.models.heads import BNNeckHead
 from attnreid.models.registry import ReIDModel, register_model
 
 ATTENTIONS = ("self", "spatial", "none")
+DISTANCE_NORMS = ("query_max", "query_minmax", "global_max", "none")
 
 
 class SAResNet(ReIDModel):
@@ -61,13 +81,21 @@ class SAResNet(ReIDModel):
         aggregation: str = "position",
         value_relu: bool = True,
         scale: bool = False,
+        sigmoid_mean: bool = True,
+        spatial_kernel: int = 1,
+        spatial_gate: bool = False,
         bnneck: bool = False,
-        normalized_distance: bool = True,
+        distance_norm: str = "query_max",
     ) -> None:
         super().__init__()
         if attention not in ATTENTIONS:
             raise ModelError(
                 f"sa_resnet: attention must be one of {', '.join(ATTENTIONS)}, got {attention!r}"
+            )
+        if distance_norm not in DISTANCE_NORMS:
+            raise ModelError(
+                f"sa_resnet: distance_norm must be one of {', '.join(DISTANCE_NORMS)}, "
+                f"got {distance_norm!r}"
             )
         self.backbone = build_backbone(backbone, pretrained, last_stride=last_stride)
         dim = self.backbone.out_channels
@@ -82,13 +110,16 @@ class SAResNet(ReIDModel):
                 aggregation=aggregation,
                 value_relu=value_relu,
                 scale=scale,
+                sigmoid_mean=sigmoid_mean,
             )
         elif attention == "spatial":
-            self.attention = SpatialAttention(dim, scores=scores)
+            self.attention = SpatialAttention(
+                dim, scores=scores, kernel_size=spatial_kernel, gate=spatial_gate
+            )
         else:
             self.attention = nn.Identity()
         self.bnneck = bnneck
-        self.normalized_distance = normalized_distance
+        self.distance_norm = distance_norm
         self.feature_dim = dim
         self.num_classes = num_classes
         self.input_mean, self.input_std = self.backbone.mean, self.backbone.std
@@ -107,11 +138,18 @@ class SAResNet(ReIDModel):
         return {"global": {"feat": feat, "logits": logits}}
 
     def compute_distance(self, query: Tensor, gallery: Tensor) -> Tensor | None:
-        """Euclidean distance divided by its largest value (in ``[0, 1]``), as the paper."""
-        if not self.normalized_distance:
+        """``(Q, D), (G, D) -> (Q, G)`` euclidean distance normalised to ``[0, 1]``
+        (``distance_norm``, see the module docstring); None for ``"none"``."""
+        if self.distance_norm == "none":
             return None
         dist = compute_distance(query, gallery, metric="euclidean").sqrt_()  # (Q, G)
-        return normalize_distance(dist)
+        if self.distance_norm == "global_max":
+            return normalize_distance(dist)
+        hi = dist.amax(dim=1, keepdim=True)  # (Q, 1)
+        lo = dist.amin(dim=1, keepdim=True) if self.distance_norm == "query_minmax" else 0.0
+        span = hi - lo
+        # a row of equal distances (e.g. a one-image gallery) becomes zeros
+        return torch.where(span > 0, (dist - lo) / span.clamp_min(1e-12), torch.zeros_like(dist))
 
     def attention_maps(
         self, x: Tensor, query_point: tuple[float, float] | None = None
@@ -153,8 +191,11 @@ def _sa_resnet(
     aggregation: str = "position",
     value_relu: bool = True,
     scale: bool = False,
+    sigmoid_mean: bool = True,
+    spatial_kernel: int = 1,
+    spatial_gate: bool = False,
     bnneck: bool = False,
-    normalized_distance: bool = True,
+    distance_norm: str = "query_max",
 ) -> SAResNet:
     return SAResNet(
         num_classes,
@@ -168,8 +209,11 @@ def _sa_resnet(
         aggregation=aggregation,
         value_relu=value_relu,
         scale=scale,
+        sigmoid_mean=sigmoid_mean,
+        spatial_kernel=spatial_kernel,
+        spatial_gate=spatial_gate,
         bnneck=bnneck,
-        normalized_distance=normalized_distance,
+        distance_norm=distance_norm,
     )
 
 

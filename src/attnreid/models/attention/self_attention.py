@@ -17,8 +17,17 @@ Shapes: input and output ``(B, D, h, w)``; ``f, g``: ``(B, D/key_reduction, L)``
 ``h``: ``(B, D/value_reduction, L)``; scores ``(B, L, L)``, row ``j`` = output position ``j``,
 column ``i`` = attended position ``i`` (both in row-major ``h x w`` order).
 
-Where the paper is ambiguous, the choices (each an option):
+Where the paper is ambiguous, the choices (each an option unless there is only one reading):
 
+* **Eq. 2's matrices and eq. 3's indices.** Eq. 2 gives ``W_f, W_g, W_h`` in ``R^{D x D}`` but the
+  next sentence reduces the three spaces to ``D / 8``; we follow the sentence. Eq. 3 writes
+  ``f(x_i)^T g(x_i)``; the response must pair two positions (``e_ij`` is indexed by both), so
+  it is ``f(x_i)^T g(x_j)``, as in SAGAN.
+* **Eq. 4's denominator** runs over ``i = 1..D`` and the text says ``s_{j,i}`` synthesises "the
+  j-th dimension", yet ``i`` is "the i-th location on the feature map" and each row is called
+  "a probability mass function": the softmax is over the ``L`` positions ``i`` for every output
+  position ``j`` (SAGAN's ``sum_{i=1}^N``), not over channels. There is no other consistent
+  reading, so this is not an option.
 * **Eq. 5's double sum** ``o_j = sum_{i=1}^L sum_{j=1}^D s_{i,j} h(x)`` sums over the index it
   defines and over channels. Read literally, summing over ``j`` too makes ``o`` the same vector
   at every position. We follow SAGAN (Zhang et al. 2019), from which eqs. 3-6 are taken
@@ -36,9 +45,11 @@ Where the paper is ambiguous, the choices (each an option):
   ``value_relu=True`` (default) rectifies ``h`` as well; ``False`` is eq. 3 to the letter.
 * **No 1/sqrt(d) scale.** Eq. 1 (Vaswani et al.) scales the dot products, eqs. 3-4 do not;
   ``scale=False`` follows eqs. 3-4, ``scale=True`` divides ``e`` by ``sqrt(D / key_reduction)``.
-* **Sigmoid scores** are not normalised over positions; the weighted sum is divided by ``L``
-  (a mean rather than a sum) so that ``o`` has the scale of the softmax variant. ``alpha`` is
-  learned either way, so this only keeps the two ablation arms' initial gradients comparable.
+* **Sigmoid scores** (Table 6 says only that the sigmoid replaces the softmax) are not
+  normalised over positions. ``sigmoid_mean=True`` (default) divides the weighted sum by ``L``
+  (a mean rather than a sum) so that ``o`` has the scale of the softmax variant: ``alpha`` and
+  the output projection are learned either way, so this only keeps the two ablation arms'
+  initial gradients comparable. ``sigmoid_mean=False`` is the plain sum of eq. 5.
   (With rectified ``f`` and ``g``, ``e >= 0`` and the sigmoid scores lie in ``[0.5, 1)``.)
 """
 
@@ -89,6 +100,8 @@ class SelfAttention(nn.Module):
         aggregation: ``"position"`` (SAGAN reading of eq. 5) or ``"global"`` (literal).
         value_relu: rectify ``h`` as ``f`` and ``g``.
         scale: divide the responses by ``sqrt(D // key_reduction)``.
+        sigmoid_mean: with sigmoid scores, average over the attended positions instead of
+            summing (no effect with softmax).
     """
 
     def __init__(
@@ -101,6 +114,7 @@ class SelfAttention(nn.Module):
         aggregation: str = "position",
         value_relu: bool = True,
         scale: bool = False,
+        sigmoid_mean: bool = True,
     ) -> None:
         super().__init__()
         if scores not in SCORES:
@@ -112,7 +126,7 @@ class SelfAttention(nn.Module):
         key_dim = _reduced(in_channels, key_reduction, "key_reduction")
         value_dim = _reduced(in_channels, value_reduction, "value_reduction")
         self.scores, self.aggregation = scores, aggregation
-        self.value_relu = value_relu
+        self.value_relu, self.sigmoid_mean = value_relu, sigmoid_mean
         self.temperature = math.sqrt(key_dim) if scale else 1.0
         self.f = nn.Conv2d(in_channels, key_dim, 1)
         self.g = nn.Conv2d(in_channels, key_dim, 1)
@@ -153,7 +167,7 @@ class SelfAttention(nn.Module):
         if self.value_relu:
             hx = F.relu(hx)
         hx = hx.flatten(2)  # (B, Dv, L)
-        if self.scores == "sigmoid":
+        if self.scores == "sigmoid" and self.sigmoid_mean:
             s = s / length  # mean instead of sum over the attended positions
         if self.aggregation == "position":
             o = torch.bmm(hx, s.transpose(1, 2))  # (B, Dv, L_j): o_j = sum_i s_ji h_i
@@ -167,4 +181,5 @@ class SelfAttention(nn.Module):
         return (
             f"scores={self.scores!r}, aggregation={self.aggregation!r}, "
             f"value_relu={self.value_relu}, temperature={self.temperature:g}"
+            + (f", sigmoid_mean={self.sigmoid_mean}" if self.scores == "sigmoid" else "")
         )
