@@ -33,6 +33,20 @@ def test_decorrelation_matches_a_hand_computed_value():
     assert DecorrelationLoss()(s3[None]).item() == pytest.approx((1 - 4) ** 2 / 4)
 
 
+def test_decorrelation_readings_of_eq7_differ_by_a_constant():
+    """``F(X)`` as ``D x S`` (I of size S, ours) or ``S x D`` (I of size D): for unit-norm
+    vectors the two losses differ by ``(D - S) / S^2``, so their gradients are the same."""
+    s, d = 5, 12
+    seq = F.normalize(torch.randn(3, s, d), dim=-1).requires_grad_(True)
+    ours = DecorrelationLoss()(seq)
+    eye = torch.eye(d)
+    other = ((eye - seq.transpose(1, 2) @ seq) ** 2).sum(dim=(1, 2)).mean() / s**2
+    assert other.item() == pytest.approx(ours.item() + (d - s) / s**2, abs=1e-5)
+    (g_ours,) = torch.autograd.grad(ours, seq)
+    (g_other,) = torch.autograd.grad(other, seq)
+    assert torch.allclose(g_ours, g_other, atol=1e-6)
+
+
 def test_decorrelation_rejects_vectors():
     with pytest.raises(ConfigError, match=r"\(B, S, D\)"):
         DecorrelationLoss()(torch.ones(4, 8))

@@ -109,6 +109,81 @@ def test_option_errors():
         small("duatm_video", rnn="transformer")
     with pytest.raises(ModelError, match="even"):
         small("duatm_video", dim=15)
+    with pytest.raises(ModelError, match="rnn_merge"):
+        small("duatm_video", rnn_merge="max")
+
+
+@pytest.mark.parametrize("merge", ["concat", "sum"])
+def test_video_directions_are_combined_as_configured(merge):
+    model = small("duatm_video", rnn_merge=merge, dim=15 if merge == "sum" else 16).eval()
+    d = model.dim
+    assert model.rnn.bidirectional and model.rnn.hidden_size == (d // 2 if merge == "concat" else d)
+    # an untrained backbone's frame vectors are ~1e-9: feed the recurrent layer random ones
+    vectors = torch.randn(2, 5, model.backbone.out_channels)
+    model.frame_vectors = lambda x: x  # (B, T, C) in, as the backbone's pooled output
+    with torch.no_grad():
+        hidden, _ = model.rnn(vectors)  # (B, T, 2 H): [forward, backward]
+        both = hidden if merge == "concat" else hidden[..., :d] + hidden[..., d:]
+        seq = model.sequence(vectors)
+        assert seq.shape == (2, 5, d)
+        assert torch.allclose(seq, torch.nn.functional.normalize(both, dim=-1), atol=1e-6)
+        # bidirectional: the first hidden state already depends on the last frame
+        later = vectors.clone()
+        later[:, -1] += 1.0
+        assert (model.sequence(later)[:, 0] - seq[:, 0]).abs().max() > 1e-4
+
+
+# Table 1 / Table 2 rows: (matching, lambda1 or None, lambda2 or None, p)
+PAPER_ROWS = {
+    "duatm": ("full", 0.1, 0.5, 0.2),
+    "duatm_avgpool": ("avgpool", None, None, None),
+    "duatm_intra": ("intra", None, None, None),
+    "duatm_inter": ("inter", None, None, None),
+    "duatm_l0": ("full", None, None, None),
+    "duatm_l0_l1": ("full", 0.1, None, None),
+    "duatm_l0_l2": ("full", None, 0.5, 0.2),
+    "duatm_tuned": ("full", 0.3, 0.9, 0.4),
+    "duatm_tuned_duke": ("full", 0.1, 0.5, 0.6),
+    "duatm_video": ("full", 0.1, 0.5, 0.2),
+    "duatm_video_avgpool": ("avgpool", None, None, None),
+    "duatm_video_l0": ("full", None, None, None),
+    "duatm_video_l0_l1": ("full", 0.1, None, None),
+    "duatm_video_l0_l2": ("full", None, 0.5, 0.2),
+    "duatm_video_tuned": ("full", 0.5, 0.5, 0.4),
+}
+
+
+@pytest.mark.parametrize("preset", sorted(PAPER_ROWS))
+@pytest.mark.parametrize("cpu", [False, True])
+def test_presets_match_their_paper_rows(preset, cpu):
+    cfg = load_config(preset + "_cpu" if cpu else preset)
+    matching, lam1, lam2, p = PAPER_ROWS[preset]
+    opts = cfg["model"]["options"]
+    video = preset.startswith("duatm_video")
+    assert cfg["model"]["name"] == ("duatm_video" if video else "duatm")
+    assert opts["matching"] == matching and opts["dim"] == 256
+    losses = {entry["type"]: entry for entry in cfg["loss"]}
+    assert losses["matching_triplet"]["margin"] == 0.2
+    assert losses["matching_triplet"].get("weight", 1.0) == 1.0
+    assert losses.get("decorrelation", {}).get("weight") == lam1
+    assert losses.get("cross_entropy", {}).get("weight") == lam2
+    assert set(losses) <= {"matching_triplet", "decorrelation", "cross_entropy"}
+    if lam2 is not None:
+        assert opts["drop_prob"] == p and losses["cross_entropy"]["epsilon"] == 0.0
+    assert cfg["eval"]["flip"] is False  # no position-wise averaging of mirrored sequences
+    d, t = cfg["data"], cfg["train"]
+    assert (d["num_identities"], d["num_instances"]) == ((7, 3) if video else (10, 4))
+    if not cpu:  # the paper's recipe
+        assert opts["backbone"] == "densenet121" and cfg["model"]["pretrained"] == "imagenet"
+        assert (d["height"], d["width"]) == ((128, 64) if video else (256, 128))
+        assert cfg["optim"]["name"] == "sgd" and cfg["optim"]["lr"] == 0.01
+        assert t["max_epochs"] == 300 and t["freeze_backbone_epochs"] == 100
+        assert cfg["sched"]["milestones"] == [250] and cfg["sched"]["gamma"] == 0.1
+        assert cfg["sched"]["warmup_epochs"] == 0
+        if video:
+            assert d["seq_len"] == 16 and d["transforms"]["flip"] == 0.0
+        else:
+            assert opts["last_stride"] == 2 and d["transforms"]["flip"] == 0.5
 
 
 def test_video_model_consumes_clips():

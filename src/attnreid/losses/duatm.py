@@ -10,7 +10,10 @@
   ||I - F(X)^T F(X)||_F^2`` per sequence, averaged over the batch. ``F(X)`` is read as the
   ``D x N`` matrix whose columns are the sequence's ``N = S`` vectors ("N is the total number
   of feature vectors in the sequence"), so ``F^T F`` is their ``S x S`` Gram matrix and the
-  loss pushes the vectors of one sequence towards orthogonality. Reads ``"seq"`` ``(B, S, D)``.
+  loss pushes the vectors of one sequence towards orthogonality. The other reading, ``F(X)``
+  as the ``S x D`` matrix and ``I`` of size ``D``, trains identically: for unit-norm vectors
+  (sec. 3.1) ``||I_D - X^T X||_F^2 = ||I_S - X X^T||_F^2 + D - S``, a constant apart (both
+  divided by ``N^2 = S^2``), so no option is needed. Reads ``"seq"`` ``(B, S, D)``.
 * ``l2``, eq. 8: cross-entropy (the stock ``type: cross_entropy`` with ``epsilon: 0``) on the
   logits of randomly convex-combined sequences ``z = sum_i w_i x_i``, which the model computes
   in training with :func:`convex_combine` (its ``"logits"`` output, one combination per

@@ -6,11 +6,16 @@ Feature sequence extraction (sec. 3.1), ``X = F(input)``, ``(B, S, D)`` with uni
   its ``S = h * w`` positions, in row-major order, form the sequence; each vector goes
   through one FC layer to ``D = 256`` and is L2-normalised;
 * video (``duatm_video``, ``handles_video = True``): clips ``(B, T, 3, H, W)``; each frame's
-  Block-4 map is average-pooled to one vector, a bidirectional recurrent layer runs over the
-  ``T`` frame vectors, and its hidden states (``D / 2`` per direction, concatenated: ``D``)
-  form the sequence, each L2-normalised. The paper names neither the cell nor the hidden
-  size: ``rnn="lstm"`` (or ``"gru"``) and ``D / 2`` per direction are our choices. A 4-D
-  input is treated as one-frame clips.
+  Block-4 map is average-pooled to one vector (the frame-level vector DenseNet itself feeds
+  its classifier), a bidirectional recurrent layer runs over the ``T`` frame vectors, and its
+  hidden states form the sequence, each L2-normalised. The paper names neither the cell, nor
+  the hidden size, nor how the two directions are combined; it only fixes ``D = 256`` for
+  video too. Options (defaults ours): ``rnn="lstm"`` (or ``"gru"``): the LSTM is the usual
+  choice for re-ID tracklets and needs no extra gate tuning; ``rnn_merge="concat"``: ``D / 2``
+  hidden units per direction, concatenated to ``D`` (the standard bidirectional output, no
+  extra layer), or ``"sum"``: ``D`` units per direction, added (after the L2 normalisation a
+  sum and a mean are the same). No FC layer follows the recurrent layer: sec. 3.1 names
+  none for video. A 4-D input is treated as one-frame clips.
 
 Sequence matching (sec. 3.2) is :class:`~attnreid.models.attention.dual_attention.DualAttention`.
 ``matching`` chooses the Table 1 / Table 2 arm: ``"full"`` (DuATM), ``"intra"``, ``"inter"``,
@@ -23,13 +28,16 @@ probability ``drop_prob``, for ``type: cross_entropy``) and ``"feat"`` (the mean
 
 Test features: image sequences ``(B, S, D)``; the video model returns its clip's sequence
 flattened, ``(B, T * D)``, so the clip and tracklet tooling of the evaluation handles it as a
-vector (one clip per tracklet is the paper's protocol: a single 64-frame subsequence);
-:meth:`compute_distance` accepts both forms. ``avgpool`` returns the mean vector ``(B, D)``
-and the configured metric is used. ``eval_mode="exact"`` scores every query x gallery pair,
-``"two_stage"`` ranks by the mean vectors and re-scores the top ``rerank_k`` with DuATM
-(:meth:`DualAttention.two_stage_distance` says how the rest is ordered). Sequence features
-must not be flip-averaged position by position: the presets set ``eval.flip: false`` (the
-paper evaluates without augmentation, except its ** rows).
+vector (one clip per tracklet is the paper's protocol: a single 64-frame subsequence; with
+``data.test_frames: all`` the evaluation would average the sequences of a tracklet's chunks
+position by position, which is not a DuATM feature, so the presets use one clip per
+tracklet); :meth:`compute_distance` accepts both forms. ``avgpool`` returns the mean vector
+``(B, D)`` and the configured metric is used. ``eval_mode="exact"`` scores every query x
+gallery pair, ``"two_stage"`` ranks by the mean vectors and re-scores the top ``rerank_k``
+with DuATM (:meth:`DualAttention.two_stage_distance` says how the rest is ordered). Sequence
+features must not be flip-averaged position by position: the presets set ``eval.flip: false``
+(the paper evaluates without augmentation, except its ** rows, whose test-time augmentation
+it does not describe; not reproduced).
 """
 
 from __future__ import annotations
@@ -47,6 +55,7 @@ from attnreid.models.registry import ReIDModel, register_model
 
 MATCHINGS = ("full", "intra", "inter", "avgpool")
 EVAL_MODES = ("exact", "two_stage")
+RNN_MERGES = ("concat", "sum")
 
 
 class DuATM(ReIDModel):
@@ -179,19 +188,28 @@ class DuATMVideo(DuATM):
 
     handles_video = True
 
-    def __init__(self, *args: object, rnn: str = "lstm", frame_chunk: int = 128, **kwargs: object):
+    def __init__(
+        self,
+        *args: object,
+        rnn: str = "lstm",
+        rnn_merge: str = "concat",
+        frame_chunk: int = 128,
+        **kwargs: object,
+    ):
         if rnn not in ("lstm", "gru"):
             raise ModelError(f"duatm_video: rnn must be lstm or gru, got {rnn!r}")
-        self.rnn_type, self.frame_chunk = rnn, max(1, int(frame_chunk))
+        if rnn_merge not in RNN_MERGES:
+            raise ModelError(f"duatm_video: rnn_merge must be concat or sum, got {rnn_merge!r}")
+        self.rnn_type, self.rnn_merge = rnn, rnn_merge
+        self.frame_chunk = max(1, int(frame_chunk))
         super().__init__(*args, **kwargs)  # type: ignore[arg-type]
 
     def _build_sequence_head(self) -> None:
-        if self.dim % 2:
+        if self.rnn_merge == "concat" and self.dim % 2:
             raise ModelError(f"duatm_video: dim must be even (D / 2 per direction), got {self.dim}")
         cell = nn.LSTM if self.rnn_type == "lstm" else nn.GRU
-        self.rnn = cell(
-            self.backbone.out_channels, self.dim // 2, batch_first=True, bidirectional=True
-        )
+        hidden = self.dim // 2 if self.rnn_merge == "concat" else self.dim
+        self.rnn = cell(self.backbone.out_channels, hidden, batch_first=True, bidirectional=True)
 
     def frame_vectors(self, x: Tensor) -> Tensor:
         """``(B, T, 3, H, W) -> (B, T, C)``: each frame's Block-4 map, average-pooled. Without
@@ -210,8 +228,10 @@ class DuATMVideo(DuATM):
         """``(B, T, 3, H, W)`` (or ``(B, 3, H, W)``: ``T = 1``) ``-> (B, T, D)``."""
         if x.dim() == 4:
             x = x.unsqueeze(1)
-        hidden, _ = self.rnn(self.frame_vectors(x))  # (B, T, D)
-        return F.normalize(hidden, dim=-1)
+        hidden, _ = self.rnn(self.frame_vectors(x))  # (B, T, 2 H): [forward, backward]
+        if self.rnn_merge == "sum":  # H = D
+            hidden = hidden[..., : self.dim] + hidden[..., self.dim :]
+        return F.normalize(hidden, dim=-1)  # (B, T, D)
 
     def _test_feature(self, seq: Tensor) -> Tensor:
         return seq.flatten(1)  # (B, T * D)
@@ -286,6 +306,7 @@ def _duatm_video(
     rerank_k: int = 100,
     block_size: int | None = None,
     rnn: str = "lstm",
+    rnn_merge: str = "concat",
     frame_chunk: int = 128,
 ) -> DuATMVideo:
     return DuATMVideo(
@@ -300,6 +321,7 @@ def _duatm_video(
         rerank_k,
         block_size,
         rnn=rnn,
+        rnn_merge=rnn_merge,
         frame_chunk=frame_chunk,
     )
 
