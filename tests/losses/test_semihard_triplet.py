@@ -10,11 +10,19 @@ from attnreid.errors import ConfigError
 from attnreid.losses import CompositeLoss, SemiHardTripletLoss, mine_semihard_triplets
 
 
-def brute_force(dist: torch.Tensor, labels: torch.Tensor, r: int, per: str) -> list[tuple]:
-    """Loops over anchors, positives and negatives, as the paper and the public code read."""
+def brute_force(
+    dist: torch.Tensor, labels: torch.Tensor, r: int, per: str, band: float | None = None
+) -> list[tuple]:
+    """Loops over anchors, positives and negatives, as the paper and the public code read;
+    ``band``: FaceNet's upper bound d(a, n) < d(a, p) + band."""
     n = len(labels)
     lab = labels.tolist()
     out: list[tuple[int, int, int]] = []
+
+    def semihard(a: int, p: int, j: int) -> bool:
+        inside = band is None or float(dist[a, j]) < float(dist[a, p]) + band
+        return float(dist[a, p]) < float(dist[a, j]) and inside
+
     for a in range(n):
         negatives = sorted(
             (j for j in range(n) if lab[j] != lab[a]), key=lambda j: (float(dist[a, j]), j)
@@ -22,10 +30,10 @@ def brute_force(dist: torch.Tensor, labels: torch.Tensor, r: int, per: str) -> l
         positives = [p for p in range(n) if p != a and lab[p] == lab[a]]
         if per == "pair":
             for p in positives:
-                farther = [j for j in negatives if dist[a, p] < dist[a, j]]
+                farther = [j for j in negatives if semihard(a, p, j)]
                 out += [(a, p, j) for j in farther[:r]]
         else:
-            pairs = [(p, j) for j in negatives for p in positives if dist[a, p] < dist[a, j]]
+            pairs = [(p, j) for j in negatives for p in positives if semihard(a, p, j)]
             out += [(a, p, j) for p, j in pairs[:r]]
     return out
 
@@ -122,3 +130,36 @@ def test_registered_for_configs_and_validated() -> None:
         SemiHardTripletLoss(num_negatives=0)
     with pytest.raises(ConfigError, match="margin"):
         SemiHardTripletLoss(margin=-1.0)
+
+
+@pytest.mark.parametrize("per", ["pair", "anchor"])
+@pytest.mark.parametrize("band", [0.3, 1.0])
+def test_within_margin_miner_matches_brute_force(per: str, band: float) -> None:
+    feats, labels = _batch(7, pk=True)
+    dist = torch.cdist(feats, feats)
+    mined = mine_semihard_triplets(dist, labels, 10, per, margin=band)
+    expected = brute_force(dist, labels, 10, per, band)
+    assert 0 < len(expected) < len(brute_force(dist, labels, 10, per))
+    assert [tuple(t) for t in mined.tolist()] == expected
+
+
+@pytest.mark.parametrize("squared", [True, False])
+def test_within_margin_keeps_the_nonzero_terms_and_drops_the_rest(squared: bool) -> None:
+    feats, labels = _batch(8, pk=True)
+    feats = feats * (0.5 if squared else 2.0)  # some, not all, semi-hard negatives in the band
+    plain = SemiHardTripletLoss(margin=1.0, squared=squared)
+    banded = SemiHardTripletLoss(margin=1.0, squared=squared, within_margin=True)
+    dist = torch.cdist(feats, feats)
+    if squared:
+        dist = dist.square()
+    every = mine_semihard_triplets(dist, labels, 10, "pair")
+    inside = mine_semihard_triplets(dist, labels, 10, "pair", margin=1.0)
+    a, p, n = every.unbind(1)
+    terms = torch.relu(dist[a, p] - dist[a, n] + 1.0)
+    assert 0 < len(inside) < len(every)
+    # the band drops exactly the zero-loss triplets: same sum, a smaller |P|
+    torch.testing.assert_close(plain(feats, labels), terms.mean(), rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(
+        banded(feats, labels), terms.sum() / len(inside), rtol=1e-4, atol=1e-5
+    )
+    assert len(inside) == int((terms > 0).sum())

@@ -162,3 +162,38 @@ def test_size_change_raises_a_clear_error() -> None:
         module(q, qp[:1])
     with pytest.raises(ModelError, match="alpha_init"):
         CrossCorrelatedAttention(C, (M, N), alpha_init="zeros")
+
+
+@pytest.mark.parametrize("cls", [CrossCorrelatedAttention, SymmetricSelfAttention])
+def test_projections_are_the_papers_relu_of_a_linear_map(cls) -> None:
+    """f(q'_i) = phi(q'_i W_f), g, h alike, w(y_i) = phi(y_i W_w): no normalisation, no bias."""
+    torch.manual_seed(0)
+    module = cls(C, (M, N))
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in module.modules())
+    q, _ = _pair(6)
+    for name in ("f", "g", "h"):
+        proj = getattr(module, name)
+        weight = proj[0].weight[:, :, 0, 0]  # (K, C)
+        assert proj[0].bias is None
+        expected = F.relu(torch.einsum("kc,bcmn->bkmn", weight, q))
+        torch.testing.assert_close(proj(q), expected)
+    y = torch.randn(2, module.inner_channels, M, N)
+    expected = F.relu(torch.einsum("ck,bkmn->bcmn", module.w[0].weight[:, :, 0, 0], y))
+    torch.testing.assert_close(module.w(y), expected)
+
+
+def test_batch_norm_option_adds_the_public_codes_normalisation() -> None:
+    torch.manual_seed(0)
+    module = CrossCorrelatedAttention(C, (M, N), alpha_init="random", batch_norm=True).eval()
+    norms = [m for m in module.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+    assert len(norms) == 4  # f, g, h, w
+    for norm in norms:  # non-trivial running statistics, so that BN changes the output
+        norm.running_mean.uniform_(-0.5, 0.5)
+        norm.running_var.uniform_(0.5, 2.0)
+    q, qp = _pair(7, batch=1)
+    with torch.no_grad():
+        z, ref = module(q, qp)[0], _literal(module, q[0], qp[0])
+    torch.testing.assert_close(z, ref, rtol=1e-4, atol=1e-4)
+    assert "batch_norm=True" in repr(module)
+    nl = NonLocalSelfAttention(C, batch_norm=True)
+    assert sum(isinstance(m, torch.nn.BatchNorm2d) for m in nl.modules()) == 4

@@ -16,7 +16,7 @@ from attnreid.models.attention.cc_attention import (
 from attnreid.models.attention.nonlocal_attention import NonLocalSelfAttention
 from attnreid.models.backbones import build_backbone
 from attnreid.models.ccan import CCAN
-from attnreid.models.ccan_parts import cut_stripes, split_stages, stage_channels
+from attnreid.models.ccan_parts import cut_stripes, split_stages, stage_channels, stripe_matrices
 
 SIZE = [64, 32]
 LIGHT = {"backbone": "mobilenet_v2", "d": 32, "input_size": SIZE}
@@ -55,9 +55,9 @@ def test_stage_cut_chains_to_the_backbone(name: str, channels: tuple[int, int, i
 
 
 @pytest.mark.parametrize(("height", "parts"), [(8, 4), (10, 4), (6, 1), (4, 8), (12, 6)])
-def test_stripes_are_affine_grid_crops(height: int, parts: int) -> None:
+def test_grid_stripes_are_affine_grid_crops(height: int, parts: int) -> None:
     x = torch.randn(2, 3, height, 5)
-    stripes = cut_stripes(x, parts)
+    stripes = cut_stripes(x, parts, "grid")
     assert stripes.shape == (parts, 2, 3, height, 5)
     for s in range(parts):
         theta = torch.tensor([[[1.0, 0, 0], [0, 1 / parts, -1 + (2 * s + 1) / parts]]])
@@ -66,14 +66,42 @@ def test_stripes_are_affine_grid_crops(height: int, parts: int) -> None:
         torch.testing.assert_close(stripes[s], ref, rtol=1e-5, atol=1e-5)
 
 
-def test_stripes_equal_slicing_and_bilinear_resizing_inside_the_stripe() -> None:
-    x = torch.randn(1, 2, 16, 4)
-    stripes = cut_stripes(x, 4)
-    for s in range(4):
-        ref = F.interpolate(x[:, :, 4 * s : 4 * s + 4], size=(16, 4), mode="bilinear")
-        # rows 2..13 sample strictly inside the stripe; the outer half pixel blends neighbours
-        torch.testing.assert_close(stripes[s][:, :, 2:14], ref[:, :, 2:14])
+@pytest.mark.parametrize(("height", "parts"), [(16, 4), (32, 4), (12, 6), (8, 8), (6, 2)])
+def test_slice_stripes_equal_slicing_then_bilinear_resizing(height: int, parts: int) -> None:
+    """The paper: equal horizontal patches, each resized to the full map (bilinear)."""
+    x = torch.randn(2, 3, height, 5)
+    stripes = cut_stripes(x, parts)  # "slice" is the default
+    rows = height // parts
+    for s in range(parts):
+        patch = x[:, :, rows * s : rows * (s + 1)]
+        ref = F.interpolate(patch, size=(height, 5), mode="bilinear", align_corners=False)
+        torch.testing.assert_close(stripes[s], ref)
     torch.testing.assert_close(cut_stripes(x, 1)[0], x)
+
+
+def test_grid_stripes_blend_only_the_outer_half_pixel() -> None:
+    x = torch.randn(1, 2, 16, 4)
+    sliced, grid = cut_stripes(x, 4, "slice"), cut_stripes(x, 4, "grid")
+    # rows 2..13 sample strictly inside the stripe; the grid's outer half pixel blends neighbours
+    torch.testing.assert_close(grid[:, :, :, 2:14], sliced[:, :, :, 2:14])
+    assert not torch.allclose(grid[1, :, :, :2], sliced[1, :, :, :2])
+    with pytest.raises(ModelError, match="stripes"):
+        cut_stripes(x, 4, "crop")
+
+
+@pytest.mark.parametrize(("height", "parts"), [(10, 4), (20, 8), (32, 6), (4, 8), (5, 3)])
+def test_slice_stripes_never_read_other_stripes(height: int, parts: int) -> None:
+    """With fractional borders, a stripe reads only rows that overlap its extent."""
+    mats = stripe_matrices(height, parts)  # (k, H, H)
+    torch.testing.assert_close(mats.sum(2), torch.ones(parts, height, dtype=mats.dtype))
+    for s in range(parts):
+        lo, hi = s * height / parts - 0.5, (s + 1) * height / parts - 0.5  # stripe extent
+        read = mats[s].abs().sum(0) > 1e-12  # (H,) rows with a weight
+        for r in read.nonzero().flatten().tolist():
+            if height >= parts:
+                assert r + 0.5 > lo and r - 0.5 < hi, (s, r)
+            else:  # stripes thinner than a row: at most the two rows around the stripe
+                assert r - 0.5 <= hi and r + 0.5 >= lo, (s, r)
 
 
 def test_ccan_training_outputs_and_test_feature() -> None:
@@ -165,6 +193,7 @@ def test_registered_names_and_options() -> None:
         ({"global_branch": False, "local_branch": False}, "at least one"),
         ({"input_size": [64]}, "input_size"),
         ({"cca_query": "both"}, "cca_query"),
+        ({"stripes": "crop"}, "stripes"),
     ]:
         with pytest.raises(ModelError, match=match):
             _model(**bad)
@@ -232,3 +261,20 @@ def test_attention_maps() -> None:
     with pytest.raises(ModelError, match="query_point"):
         model.attention_maps(x, query_point=(1.5, 0.2))
     assert _model("ccan_gl").attention_maps(x) == {}
+
+
+def test_attention_projection_and_stripe_options() -> None:
+    def norms(model: CCAN) -> int:
+        modules = [model.global_attention, *(s.attention for s in model.streams)]
+        return sum(isinstance(m, torch.nn.BatchNorm2d) for a in modules for m in a.modules())
+
+    assert norms(_model()) == 0  # the paper's phi(q W) projections
+    assert norms(_model(attention_bn=True)) == 4 * 5  # f, g, h, w of SS_1^G and 4 CC_2,s^L
+    x = _images()
+    # train mode: batch statistics keep the untrained streams' activations at unit scale
+    sliced, grid = _model().train(), _model(stripes="grid").train()
+    assert sliced.stripes == "slice" and grid.stripes == "grid"
+    with torch.no_grad():
+        out_s, out_g = sliced.branch_features(x), grid.branch_features(x)
+    torch.testing.assert_close(out_s["global"], out_g["global"])  # same weights, same branch
+    assert not torch.allclose(out_s["local"], out_g["local"])  # stripes differ at the borders

@@ -9,7 +9,7 @@ The loss averages over all mined triplets ``P``:
 
     L = 1/|P| sum_(a,p,n) [ d(a, p) - d(a, n) + tau ]_+ ,   d = ||x_a - x_b||^2     (eq. 5)
 
-Options where the paper and the public code differ (paper by default):
+Options where the paper and the public code differ or the paper is unclear (paper by default):
 
 * ``per="pair"``: up to ``r`` negatives per anchor-positive pair, as the paper writes ("given
   the anchor and its positive example, we obtain the top r semi-hard negative triplets");
@@ -18,6 +18,13 @@ Options where the paper and the public code differ (paper by default):
 * ``squared=True``: eq. 5's squared euclidean distances; ``False`` uses the plain euclidean
   distance of the public code's ``nn.TripletMarginLoss(p=2)``. The mining is the same either
   way (the square is monotonic).
+* ``within_margin=False``: the printed mining rule is garbled (``argmin_{D_a^j < D_a^i}``, with
+  ``i`` undefined); we read it, with the public code, as "the r nearest negatives farther than
+  the positive", with no upper bound. ``True`` adds the upper bound of FaceNet's semi-hard
+  negatives (the paper's ref. [48]), ``d(a, n) < d(a, p) + tau`` in the loss's distance, so
+  negatives already beyond the margin (zero loss) neither take one of the ``r`` places nor
+  enter the mean of eq. 5. The negatives inside the band are a prefix of the nearest-first
+  order, so both modes pick the same triplets with a non-zero loss; only ``|P|`` differs.
 
 ``margin`` is ``tau`` (1 for Market-1501 / DukeMTMC-reID, 1.5 for CUHK03). A batch without any
 semi-hard triplet gives a zero loss that keeps the graph.
@@ -37,12 +44,17 @@ MINING_MODES = ("pair", "anchor")
 
 @torch.no_grad()
 def mine_semihard_triplets(
-    dist: Tensor, labels: Tensor, num_negatives: int = 10, per: str = "pair"
+    dist: Tensor,
+    labels: Tensor,
+    num_negatives: int = 10,
+    per: str = "pair",
+    margin: float | None = None,
 ) -> Tensor:
     """``(T, 3)`` long tensor of ``(anchor, positive, negative)`` batch indices.
 
-    ``dist``: ``(N, N)`` distances (any monotonic form); ``labels``: ``(N,)``. Rows are sorted
-    by anchor, then (``per="pair"``) positive and negative rank, or (``per="anchor"``)
+    ``dist``: ``(N, N)`` distances (any monotonic form; with ``margin``, the loss's distance);
+    ``labels``: ``(N,)``. ``margin``: also require ``d(a, n) < d(a, p) + margin``. Rows are
+    sorted by anchor, then (``per="pair"``) positive and negative rank, or (``per="anchor"``)
     negative rank and positive.
     """
     if per not in MINING_MODES:
@@ -59,6 +71,8 @@ def mine_semihard_triplets(
     is_neg = torch.gather(neg, 1, order)  # (a, j)
     # valid[a, p, j]: (a, p) is a positive pair and the j-th candidate is a farther negative
     valid = pos[:, :, None] & is_neg[:, None, :] & (dist[:, :, None] < d_an[:, None, :])
+    if margin is not None:
+        valid &= d_an[:, None, :] < dist[:, :, None] + margin
     if per == "pair":
         keep = valid & (valid.cumsum(dim=2) <= num_negatives)
         a, p, j = keep.nonzero(as_tuple=True)
@@ -80,6 +94,7 @@ class SemiHardTripletLoss(nn.Module):
         per: str = "pair",
         squared: bool = True,
         normalize: bool = False,
+        within_margin: bool = False,
     ) -> None:
         super().__init__()
         if margin < 0:
@@ -93,7 +108,7 @@ class SemiHardTripletLoss(nn.Module):
                 f"semihard_triplet per must be one of {', '.join(MINING_MODES)}, got {per!r}"
             )
         self.margin, self.num_negatives, self.per = float(margin), num_negatives, per
-        self.squared, self.normalize = squared, normalize
+        self.squared, self.normalize, self.within_margin = squared, normalize, within_margin
 
     def forward(self, feats: Tensor, labels: Tensor) -> Tensor:
         # feats: (N, D), labels: (N,)
@@ -103,7 +118,10 @@ class SemiHardTripletLoss(nn.Module):
         with torch.no_grad():
             sq = (feats * feats).sum(1, keepdim=True)
             dist = (sq + sq.t() - 2.0 * feats @ feats.t()).clamp_min(0)  # squared, (N, N)
-        triplets = mine_semihard_triplets(dist, labels, self.num_negatives, self.per)
+            if not self.squared:
+                dist = dist.sqrt()
+        band = self.margin if self.within_margin else None
+        triplets = mine_semihard_triplets(dist, labels, self.num_negatives, self.per, band)
         if triplets.numel() == 0:
             return feats.sum() * 0.0
         anchor, positive, negative = (feats[triplets[:, i]] for i in range(3))
@@ -116,7 +134,7 @@ class SemiHardTripletLoss(nn.Module):
     def extra_repr(self) -> str:
         return (
             f"margin={self.margin}, num_negatives={self.num_negatives}, per={self.per!r}, "
-            f"squared={self.squared}"
+            f"squared={self.squared}, within_margin={self.within_margin}"
         )
 
 

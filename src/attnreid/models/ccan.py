@@ -32,12 +32,17 @@ name           Table 6                         options
 ``ccan_g_nl``  (G + non-local, Fig. 2)         no local branch, global non-local attention
 =============  ==============================  =============================================
 
-Choices where the paper is silent, each an option: which input is ``q`` in ``CC_{2,s}^L``
+Choices where the paper is silent or where the public code differs from it (the default
+follows the paper where it is explicit), each an option: which input is ``q`` in ``CC_{2,s}^L``
 (``cca_query="stream"``: the stream's own ``I2`` output, so the residual of eq. 3 keeps the
 stream's features and the global ``Z2`` stripe is the correlated map ``q'``; ``"global"``
 swaps them); ``pool_bn`` and ``embed_bn_relu`` (the
-public code's BatchNorm on the pooled features and Linear + BN + ReLU as FC1; ``False`` for the
-paper's bare linear layers); ``alpha_init`` and ``reduction`` of the attention modules.
+public code's BatchNorm on the pooled features and Linear + BN + ReLU as FC1; ``False`` for
+bare linear layers: the paper only names FC1 and FC2); ``stripes`` (``"slice"``, the paper's
+independent slices, or the public code's affine-grid ``"grid"``, see
+:mod:`attnreid.models.ccan_parts`); ``attention_bn`` (``False``: the attention projections are
+the paper's ``phi(q W)``; ``True``: the public code's conv + BN + ReLU); ``alpha_init`` and
+``reduction`` of the attention modules.
 ``input_size`` (``[H, W]``, filled by the engine from ``data.height/width``) fixes the map
 sizes ``W_alpha`` is built for; another image size raises :class:`ModelError`.
 """
@@ -59,6 +64,7 @@ from attnreid.models.attention.cc_attention import (
 from attnreid.models.attention.nonlocal_attention import NonLocalSelfAttention
 from attnreid.models.backbones import build_backbone
 from attnreid.models.ccan_parts import (
+    STRIPE_MODES,
     BranchHead,
     attention_to_map,
     check_query_point,
@@ -76,14 +82,19 @@ _Record = dict[str, tuple[Tensor, tuple[int, int], int | None]]
 
 
 def _make_attention(
-    kind: str, channels: int, map_size: tuple[int, int], reduction: int, alpha_init: str
+    kind: str,
+    channels: int,
+    map_size: tuple[int, int],
+    reduction: int,
+    alpha_init: str,
+    batch_norm: bool,
 ) -> nn.Module | None:
     if kind == "cca":
-        return CrossCorrelatedAttention(channels, map_size, reduction, alpha_init)
+        return CrossCorrelatedAttention(channels, map_size, reduction, alpha_init, batch_norm)
     if kind == "ssa":
-        return SymmetricSelfAttention(channels, map_size, reduction, alpha_init)
+        return SymmetricSelfAttention(channels, map_size, reduction, alpha_init, batch_norm)
     if kind == "nonlocal":
-        return NonLocalSelfAttention(channels, reduction)
+        return NonLocalSelfAttention(channels, reduction, batch_norm)
     return None
 
 
@@ -130,6 +141,8 @@ class CCAN(ReIDModel):
         pool_bn: bool = True,
         embed_bn_relu: bool = True,
         cca_query: str = "stream",
+        stripes: str = "slice",
+        attention_bn: bool = False,
     ) -> None:
         super().__init__()
         if not (global_branch or local_branch):
@@ -153,8 +166,13 @@ class CCAN(ReIDModel):
                 raise ModelError(f"ccan: {name} must be a positive integer, got {value!r}")
         if len(input_size) != 2 or min(int(s) for s in input_size) < 16:
             raise ModelError(f"ccan: input_size must be [height, width] >= 16, got {input_size}")
+        if stripes not in STRIPE_MODES:
+            raise ModelError(
+                f"ccan: stripes must be one of {', '.join(STRIPE_MODES)}, got {stripes!r}"
+            )
         self.input_size = (int(input_size[0]), int(input_size[1]))
         self.k_p = k_p
+        self.stripes = stripes
         self.cca_query = cca_query
         self.global_attention_kind = global_attention
         self.local_attention_kind = local_attention if local_branch else "none"
@@ -165,14 +183,18 @@ class CCAN(ReIDModel):
         size1, size2 = self._map_sizes(i1, i2)
         self.map_sizes = (size1, size2)
         self.i1 = i1
-        self.global_attention = _make_attention(global_attention, c1, size1, reduction, alpha_init)
+        self.global_attention = _make_attention(
+            global_attention, c1, size1, reduction, alpha_init, attention_bn
+        )
         # The global I2 also feeds the local CC-Attention (Z2); I3 only the global branch.
         self.i2 = i2 if global_branch or self.local_attention_kind == "cca" else None
         self.i3 = i3 if global_branch else None
         self.streams = nn.ModuleList()
         if local_branch:
             for _ in range(k_p):
-                attn = _make_attention(local_attention, c2, size2, reduction, alpha_init)
+                attn = _make_attention(
+                    local_attention, c2, size2, reduction, alpha_init, attention_bn
+                )
                 self.streams.append(PartStream(copy.deepcopy(i2), attn, copy.deepcopy(i3)))
         heads = {}
         if global_branch:
@@ -228,8 +250,10 @@ class CCAN(ReIDModel):
         if self.i3 is not None:
             pooled["global"] = self.i3(z2).mean(dim=(2, 3))  # (B, C3)
         if len(self.streams):
-            parts1 = cut_stripes(z1, self.k_p)  # (k_p, B, C1, M1, N1)
-            parts2 = cut_stripes(z2, self.k_p) if self.local_attention_kind == "cca" else None
+            parts1 = cut_stripes(z1, self.k_p, self.stripes)  # (k_p, B, C1, M1, N1)
+            parts2 = None
+            if self.local_attention_kind == "cca":
+                parts2 = cut_stripes(z2, self.k_p, self.stripes)  # (k_p, B, C2, M2, N2)
             outs = []
             for s, stream in enumerate(self.streams):
                 q = stream.i2(parts1[s])  # (B, C2, M2, N2)
@@ -305,6 +329,8 @@ def _ccan(
     pool_bn: bool = True,
     embed_bn_relu: bool = True,
     cca_query: str = "stream",
+    stripes: str = "slice",
+    attention_bn: bool = False,
 ) -> CCAN:
     return CCAN(
         num_classes,
@@ -322,6 +348,8 @@ def _ccan(
         pool_bn=pool_bn,
         embed_bn_relu=embed_bn_relu,
         cca_query=cca_query,
+        stripes=stripes,
+        attention_bn=attention_bn,
     )
 
 

@@ -17,15 +17,21 @@ resnet50/101/152    stem .. layer2      layer3       layer4        512 / 1024 / 
 densenet121         stem .. dblock2     denseblock3  denseblock4   512 / 1024 / 1024
 ==================  ==================  ===========  ============  ===============
 
-**Part stripes.** The paper slices a map into ``k_p`` equal horizontal stripes and resizes each
-back to the full map size with bilinear interpolation. :func:`cut_stripes` does this as one
-linear resampling along the height, the same sampling as ``F.affine_grid`` with y scale
-``1/k_p`` and offsets ``-1 + (2s+1)/k_p`` followed by ``F.grid_sample(mode="bilinear",
-padding_mode="border", align_corners=False)`` (the public code of the same authors cuts its
-stripes with such affine grids). Inside a stripe this equals slicing and
-``F.interpolate(mode="bilinear", align_corners=False)``; it differs only in the outer half
-pixel, which blends with the neighbouring stripe instead of repeating the stripe's edge row,
-and it works for any map height (also when ``k_p`` does not divide it, or exceeds it).
+**Part stripes.** The paper slices a map into ``k_p`` equal horizontal stripes
+"independently" and resizes each back to the full map size with bilinear interpolation.
+:func:`cut_stripes` does this as one linear resampling along the height; output row ``i`` of
+stripe ``s`` reads source row ``s H / k_p + (i + 1/2) / k_p - 1/2`` (pixel-centre coordinates,
+``align_corners=False``). Two ways to treat the stripe border (option ``stripes``):
+
+* ``"slice"`` (default, the paper's wording): the sampling is clamped to the stripe's own rows,
+  ``[s H / k_p, (s + 1) H / k_p - 1]``, so a stripe never reads its neighbours. When ``k_p``
+  divides ``H`` this *equals* slicing and ``F.interpolate(mode="bilinear",
+  align_corners=False)``; otherwise the stripes have fractional borders and the clamp reads only
+  rows that overlap the stripe (a stripe thinner than a row is the value at its centre).
+* ``"grid"``: the public code of the same authors, ``F.affine_grid`` with y scale ``1/k_p`` and
+  offsets ``-1 + (2s+1)/k_p`` then ``F.grid_sample(mode="bilinear", padding_mode="border",
+  align_corners=False)``: identical inside the stripe, but the outer half pixel blends with
+  the neighbouring stripe instead of repeating the stripe's edge row.
 """
 
 from __future__ import annotations
@@ -58,14 +64,31 @@ def stage_channels(backbone: Backbone) -> tuple[int, int, int]:
     return ch[n1 - 1], ch[-2], ch[-1]
 
 
+STRIPE_MODES = ("slice", "grid")
+
+
 def stripe_matrices(
-    height: int, parts: int, *, device: torch.device | None = None, dtype: torch.dtype | None = None
+    height: int,
+    parts: int,
+    *,
+    mode: str = "slice",
+    device: torch.device | None = None,
+    dtype: torch.dtype | None = None,
 ) -> Tensor:
     """``(parts, height, height)``: row ``i`` of matrix ``s`` holds the bilinear weights with
     which output row ``i`` of stripe ``s`` (resized to ``height``) reads the input rows."""
+    if mode not in STRIPE_MODES:
+        raise ModelError(f"ccan: stripes must be one of {', '.join(STRIPE_MODES)}, got {mode!r}")
     rows = torch.arange(height, dtype=torch.float64)
     stripe = torch.arange(parts, dtype=torch.float64)[:, None]
-    src = (stripe * height / parts + (rows + 0.5) / parts - 0.5).clamp(0, height - 1)  # (k, H)
+    src = stripe * height / parts + (rows + 0.5) / parts - 0.5  # (k, H)
+    if mode == "slice":
+        first = stripe * height / parts  # centre of the stripe's first whole row
+        last = (stripe + 1) * height / parts - 1  # ... and of its last one
+        centre = (first + last) / 2
+        first, last = torch.minimum(first, centre), torch.maximum(last, centre)
+        src = torch.maximum(torch.minimum(src, last), first)
+    src = src.clamp(0, height - 1)
     lo = src.floor()
     frac = src - lo
     lo_idx = lo.long()
@@ -76,9 +99,9 @@ def stripe_matrices(
     return mat.to(device=device, dtype=dtype)
 
 
-def cut_stripes(x: Tensor, parts: int) -> Tensor:
+def cut_stripes(x: Tensor, parts: int, mode: str = "slice") -> Tensor:
     """``(B, C, H, W) -> (parts, B, C, H, W)``: horizontal stripe ``s`` resized to ``H x W``."""
-    mat = stripe_matrices(x.shape[2], parts, device=x.device, dtype=x.dtype)  # (k, H, H)
+    mat = stripe_matrices(x.shape[2], parts, mode=mode, device=x.device, dtype=x.dtype)
     return torch.einsum("koh,bchw->kbcow", mat, x)
 
 

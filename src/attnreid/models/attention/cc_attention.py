@@ -13,6 +13,8 @@ feature maps ``Q, Q'`` of shape ``(M, N, C)`` are read as positional matrices
 ``A_ij`` relates position ``i`` of ``q`` to position ``j`` of ``q'``; the ``[A', A'^T]``
 concatenation makes the map see the correlation in both directions (Remark 1). Swapping ``q``
 and ``q'`` transposes ``A'``. SS-Attention is the same module with ``Q' = Q`` (Remark 2).
+As eq. 2 is printed, the values ``h(q_j)`` and the residual of eq. 3 both come from ``q`` ("y
+for input q"); ``q'`` only enters through ``f`` in the correlation. This is followed literally.
 
 ``W_alpha`` maps ``2MN`` to ``MN``, so the module is tied to the ``M x N`` map it was built
 for: it takes ``map_size=(M, N)`` at construction and raises :class:`~attnreid.errors.ModelError`
@@ -25,7 +27,10 @@ Choices where the paper is silent (options):
   layer then learns to mix positions. ``"random"`` keeps PyTorch's default ``nn.Linear``
   initialisation, which mixes unrelated positions from the first step.
 * ``alpha`` is a linear layer *with* a bias (the paper calls it "a linear layer with weight
-  W_alpha"); the projections are conv + BN + ReLU (see ``nonlocal_attention``).
+  W_alpha").
+* ``batch_norm`` (default ``False``): the projections ``f, g, h, w`` are the paper's
+  ``phi(q W)`` (1x1 conv + ReLU); ``True`` adds the public code's BatchNorm (see
+  ``nonlocal_attention``).
 
 Shapes: ``q, q'``: ``(B, C, M, N)``; ``A``: ``(B, MN, MN)``; output: ``(B, C, M, N)``.
 """
@@ -57,8 +62,9 @@ class CrossCorrelatedAttention(PairwiseAttention):
         map_size: Sequence[int],
         reduction: int = 8,
         alpha_init: str = "identity",
+        batch_norm: bool = False,
     ) -> None:
-        super().__init__(channels, reduction)
+        super().__init__(channels, reduction, batch_norm)
         if len(map_size) != 2 or min(int(s) for s in map_size) < 1:
             raise ModelError(f"{type(self).__name__}: map_size must be (M, N), got {map_size!r}")
         if alpha_init not in ALPHA_INITS:
@@ -115,7 +121,7 @@ class CrossCorrelatedAttention(PairwiseAttention):
         m, n = self.map_size
         return (
             f"channels={self.channels}, inner_channels={self.inner_channels}, "
-            f"map_size=({m}, {n}), alpha_init={self.alpha_init!r}"
+            f"map_size=({m}, {n}), alpha_init={self.alpha_init!r}, batch_norm={self.batch_norm}"
         )
 
 

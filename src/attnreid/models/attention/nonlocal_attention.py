@@ -16,11 +16,13 @@ block removed" (Remark 2): ``Q' = Q`` and ``A = A'``. With the ``1 / MN`` normal
 this is the *dot-product* form of Wang et al.'s non-local block (CVPR 2018: ``f(x_i, x_j) =
 theta(x_i)^T phi(x_j)``, ``C(x) = N``), which is why the dot product, not a softmax, is used.
 
-Choice (the paper only writes ``phi(q W)``): every projection ``f, g, h, w`` is a 1x1
-convolution followed by BatchNorm and the ReLU, as in the same authors' public code for
+Projections (option ``batch_norm``): the paper defines every projection as ``phi(q W)``, a
+bias-free linear map per position followed by the ReLU, which is a 1x1 convolution + ReLU here
+(``batch_norm=False``, the default: the paper's formula wins). ``batch_norm=True`` inserts a
+BatchNorm between the convolution and the ReLU, as in the same authors' public code for
 BAT-net / Attention-in-Attention (``ConvBlock`` = conv + BN + ReLU for ``f, g, h`` and for the
-output map ``W``). BatchNorm keeps the scale of ``A'`` (a sum over ``K`` products) and of the
-residual branch ``w(y)`` bounded when the module is inserted into a pretrained network.
+output map ``W``); it keeps the scale of ``A'`` (a sum over ``K`` products) and of the residual
+branch ``w(y)`` bounded when the module is inserted into a pretrained network.
 
 The attention arithmetic (``A'``, ``alpha``, eq. 2) runs in float32 even under mixed precision:
 ``A'`` sums ``K`` products and overflows float16 easily.
@@ -38,13 +40,13 @@ from torch import Tensor, nn
 from attnreid.errors import ModelError
 
 
-def projection(in_channels: int, out_channels: int) -> nn.Sequential:
-    """``phi(x W)`` over a feature map: 1x1 conv, BatchNorm, ReLU."""
-    return nn.Sequential(
-        nn.Conv2d(in_channels, out_channels, kernel_size=1, bias=False),
-        nn.BatchNorm2d(out_channels),
-        nn.ReLU(inplace=True),
-    )
+def projection(in_channels: int, out_channels: int, batch_norm: bool = False) -> nn.Sequential:
+    """``phi(x W)`` over a feature map: bias-free 1x1 conv, (BatchNorm,) ReLU."""
+    layers: list[nn.Module] = [nn.Conv2d(in_channels, out_channels, kernel_size=1, bias=False)]
+    if batch_norm:
+        layers.append(nn.BatchNorm2d(out_channels))
+    layers.append(nn.ReLU(inplace=True))
+    return nn.Sequential(*layers)
 
 
 def _flatten(x: Tensor) -> Tensor:
@@ -58,7 +60,7 @@ class PairwiseAttention(nn.Module):
     ``correlation(q, q')`` returns ``A' = g(q) f(q')^T``; ``aggregate(q, A)`` applies eqs. 2-3.
     """
 
-    def __init__(self, channels: int, reduction: int = 8) -> None:
+    def __init__(self, channels: int, reduction: int = 8, batch_norm: bool = False) -> None:
         super().__init__()
         if channels < 1 or reduction < 1:
             raise ModelError(
@@ -66,10 +68,11 @@ class PairwiseAttention(nn.Module):
             )
         self.channels = channels
         self.inner_channels = max(1, channels // reduction)  # K = C / 8
-        self.f = projection(channels, self.inner_channels)
-        self.g = projection(channels, self.inner_channels)
-        self.h = projection(channels, self.inner_channels)
-        self.w = projection(self.inner_channels, channels)
+        self.batch_norm = batch_norm
+        self.f = projection(channels, self.inner_channels, batch_norm)
+        self.g = projection(channels, self.inner_channels, batch_norm)
+        self.h = projection(channels, self.inner_channels, batch_norm)
+        self.w = projection(self.inner_channels, channels, batch_norm)
 
     def _check_channels(self, x: Tensor, what: str) -> None:
         if x.dim() != 4 or x.shape[1] != self.channels:
@@ -109,4 +112,7 @@ class NonLocalSelfAttention(PairwiseAttention):
         return (z, attention) if return_attention else z
 
     def extra_repr(self) -> str:
-        return f"channels={self.channels}, inner_channels={self.inner_channels}"
+        return (
+            f"channels={self.channels}, inner_channels={self.inner_channels}, "
+            f"batch_norm={self.batch_norm}"
+        )
