@@ -60,19 +60,7 @@ class Baseline(ReIDModel):
         return {"global": {"feat": feat, "logits": logits}}
 
 
-def _baseline(
-    num_classes: int,
-    pretrained: str = "none",
-    backbone: str = "resnet50",
-    last_stride: int = 1,
-    pooling: str = "avg",
-    bnneck: bool = True,
-    eval_feature: str = "after_bn",
-) -> Baseline:
-    return Baseline(num_classes, pretrained, backbone, last_stride, pooling, bnneck, eval_feature)
-
-
-register_model("baseline")(_baseline)
+register_model("baseline")(Baseline)
 for _name in (
     "resnet18",
     "resnet34",
@@ -81,4 +69,4 @@ for _name in (
     "mobilenet_v2",
     "efficientnet_lite0",
 ):
-    register_model(_name, backbone=_name)(_baseline)
+    register_model(_name, backbone=_name)(Baseline)

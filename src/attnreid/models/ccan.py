@@ -313,46 +313,6 @@ class CCAN(ReIDModel):
         return maps
 
 
-def _ccan(
-    num_classes: int,
-    pretrained: str = "none",
-    backbone: str = "googlenet",
-    d: int = 1024,
-    k_p: int = 4,
-    global_branch: bool = True,
-    local_branch: bool = True,
-    global_attention: str = "ssa",
-    local_attention: str = "cca",
-    input_size: Sequence[int] = (256, 128),
-    reduction: int = 8,
-    alpha_init: str = "identity",
-    pool_bn: bool = True,
-    embed_bn_relu: bool = True,
-    cca_query: str = "stream",
-    stripes: str = "slice",
-    attention_bn: bool = False,
-) -> CCAN:
-    return CCAN(
-        num_classes,
-        pretrained,
-        backbone=backbone,
-        d=d,
-        k_p=k_p,
-        global_branch=global_branch,
-        local_branch=local_branch,
-        global_attention=global_attention,
-        local_attention=local_attention,
-        input_size=input_size,
-        reduction=reduction,
-        alpha_init=alpha_init,
-        pool_bn=pool_bn,
-        embed_bn_relu=embed_bn_relu,
-        cca_query=cca_query,
-        stripes=stripes,
-        attention_bn=attention_bn,
-    )
-
-
 ABLATIONS: dict[str, dict[str, object]] = {
     "ccan": {},
     "ccan_g": {"local_branch": False, "global_attention": "none"},
@@ -363,4 +323,4 @@ ABLATIONS: dict[str, dict[str, object]] = {
     "ccan_g_nl": {"local_branch": False, "global_attention": "nonlocal"},
 }
 for _name, _defaults in ABLATIONS.items():
-    register_model(_name, **_defaults)(_ccan)
+    register_model(_name, **_defaults)(CCAN)

@@ -268,32 +268,6 @@ class DuATMVideo(DuATM):
             self.train(was_training)
 
 
-def _duatm(
-    num_classes: int,
-    pretrained: str = "none",
-    backbone: str = "densenet121",
-    last_stride: int = 2,
-    dim: int = 256,
-    matching: str = "full",
-    drop_prob: float = 0.2,
-    eval_mode: str = "exact",
-    rerank_k: int = 100,
-    block_size: int | None = None,
-) -> DuATM:
-    return DuATM(
-        num_classes,
-        pretrained,
-        backbone,
-        last_stride,
-        dim,
-        matching,
-        drop_prob,
-        eval_mode,
-        rerank_k,
-        block_size,
-    )
-
-
 def _duatm_video(
     num_classes: int,
     pretrained: str = "none",
@@ -326,5 +300,5 @@ def _duatm_video(
     )
 
 
-register_model("duatm")(_duatm)
+register_model("duatm")(DuATM)
 register_model("duatm_video")(_duatm_video)

@@ -39,7 +39,8 @@ _MODELS: dict[str, tuple[ModelFactory, dict[str, Any]]] = {}
 
 
 def register_model(name: str, **defaults: Any) -> Callable[[ModelFactory], ModelFactory]:
-    """Decorator registering ``fn(num_classes, pretrained, **options)`` under ``name``.
+    """Decorator registering a model class (or factory) ``fn(num_classes, pretrained, **options)``
+    under ``name``; its signature lists the options ``build_model`` accepts.
 
     ``defaults`` pre-set options, so one family can register several names
     (``resnet50`` = ``baseline`` with ``backbone="resnet50"``).

@@ -179,46 +179,8 @@ class SAResNet(ReIDModel):
             self.train(was_training)
 
 
-def _sa_resnet(
-    num_classes: int,
-    pretrained: str = "none",
-    backbone: str = "resnet50",
-    last_stride: int = 2,
-    attention: str = "self",
-    scores: str = "softmax",
-    key_reduction: int = 8,
-    value_reduction: int = 8,
-    aggregation: str = "position",
-    value_relu: bool = True,
-    scale: bool = False,
-    sigmoid_mean: bool = True,
-    spatial_kernel: int = 1,
-    spatial_gate: bool = False,
-    bnneck: bool = False,
-    distance_norm: str = "query_max",
-) -> SAResNet:
-    return SAResNet(
-        num_classes,
-        pretrained,
-        backbone=backbone,
-        last_stride=last_stride,
-        attention=attention,
-        scores=scores,
-        key_reduction=key_reduction,
-        value_reduction=value_reduction,
-        aggregation=aggregation,
-        value_relu=value_relu,
-        scale=scale,
-        sigmoid_mean=sigmoid_mean,
-        spatial_kernel=spatial_kernel,
-        spatial_gate=spatial_gate,
-        bnneck=bnneck,
-        distance_norm=distance_norm,
-    )
-
-
-register_model("sa_resnet")(_sa_resnet)
-register_model("sa_resnet50", backbone="resnet50")(_sa_resnet)  # Tables 3-7, "Ours"
-register_model("sa_resnet50_sigmoid", backbone="resnet50", scores="sigmoid")(_sa_resnet)  # T. 6
-register_model("sa_resnet50_spatial", backbone="resnet50", attention="spatial")(_sa_resnet)
-register_model("sa_resnet50_plain", backbone="resnet50", attention="none")(_sa_resnet)  # T. 3
+register_model("sa_resnet")(SAResNet)
+register_model("sa_resnet50", backbone="resnet50")(SAResNet)  # Tables 3-7, "Ours"
+register_model("sa_resnet50_sigmoid", backbone="resnet50", scores="sigmoid")(SAResNet)  # T. 6
+register_model("sa_resnet50_spatial", backbone="resnet50", attention="spatial")(SAResNet)
+register_model("sa_resnet50_plain", backbone="resnet50", attention="none")(SAResNet)  # T. 3

@@ -286,52 +286,6 @@ class SONANet(ReIDModel):
         return maps
 
 
-def _sona_net(
-    num_classes: int,
-    pretrained: str = "none",
-    backbone: str = "resnet50",
-    dilation: bool | None = None,
-    last_stride: int = 1,
-    sona_stages: Sequence[int] = (2,),
-    sona_head: str = "none",
-    sona_reduction: int = 2,
-    sona_impl: str = "fused",
-    sona_zero_init: bool = True,
-    sona_negative_slope: float = 0.01,
-    drop: str = "dropblock_plus",
-    drop_prob: float = 0.1,
-    block_size: int | Sequence[int] | None = None,
-    gamma_mode: str = "drop_prob",
-    drop_rescale: bool = True,
-    drop_ramp_steps: int = 0,
-    bfe_ratio: Sequence[float] = (0.33, 1.0),
-    global_dim: int = 512,
-    local_dim: int = 1024,
-) -> SONANet:
-    return SONANet(
-        num_classes,
-        pretrained,
-        backbone=backbone,
-        dilation=dilation,
-        last_stride=last_stride,
-        sona_stages=sona_stages,
-        sona_head=sona_head,
-        sona_reduction=sona_reduction,
-        sona_impl=sona_impl,
-        sona_zero_init=sona_zero_init,
-        sona_negative_slope=sona_negative_slope,
-        drop=drop,
-        drop_prob=drop_prob,
-        block_size=block_size,
-        gamma_mode=gamma_mode,
-        drop_rescale=drop_rescale,
-        drop_ramp_steps=drop_ramp_steps,
-        bfe_ratio=bfe_ratio,
-        global_dim=global_dim,
-        local_dim=local_dim,
-    )
-
-
 # Table 5 of the paper: name -> (SONA stages, drop module, stage-4 placement)
 VARIANTS: dict[str, dict[str, Any]] = {
     "sona_net": {},  # SONA2-Net: the factory defaults
@@ -350,4 +304,4 @@ VARIANTS: dict[str, dict[str, Any]] = {
 }
 
 for _name, _defaults in VARIANTS.items():
-    register_model(_name, **_defaults)(_sona_net)
+    register_model(_name, **_defaults)(SONANet)
