@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from attnreid.cli.main import main
-from attnreid.engine.latency import measure_latency
+from attnreid.engine.latency import measure_latencies, measure_latency
 from attnreid.engine.runs import format_summary, summarize
 from tests.conftest import tiny_train_overrides
 
@@ -28,6 +28,29 @@ def test_measure_latency_reports_positive_times():
     assert lat.median_ms > 0 and lat.q1_ms <= lat.median_ms <= lat.q3_ms
     assert (lat.height, lat.width, lat.batch) == (32, 16, 1) and lat.peak_mem_mb > 0
 
+
+
+def test_measure_latencies_interleaves_models_and_uses_each_size():
+    calls: list[tuple[str, tuple[int, ...]]] = []
+
+    class Probe(torch.nn.Module):
+        def __init__(self, name: str) -> None:
+            super().__init__()
+            self.name = name
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            calls.append((self.name, tuple(x.shape)))
+            return x
+
+    lats = measure_latencies(
+        [Probe("a"), Probe("b")], [(32, 16), (64, 32)], repeats=4, warmup=2, batch=3
+    )
+    timed = calls[4:]  # 2 warm-up forwards of each model come first
+    assert [name for name, _ in timed] == ["a", "b", "b", "a", "a", "b", "b", "a"]
+    assert {shape for name, shape in calls if name == "b"} == {(3, 3, 64, 32)}
+    assert [(lat.height, lat.width, lat.repeats) for lat in lats] == [(32, 16, 4), (64, 32, 4)]
+    with pytest.raises(ValueError, match="2 models but 1 input sizes"):
+        measure_latencies([Probe("a"), Probe("b")], [(32, 16)])
 
 @pytest.mark.slow
 def test_train_seeds_cli(tiny_synth, tmp_path, capsys):

@@ -4,7 +4,9 @@
 
 Each ``--compare`` is ``LABEL:KEY=VALUE[,KEY=VALUE...]`` (overrides of the main config) or the
 name of another preset; the table gives each model's median time and its difference to the
-first row. Weights are random (``model.pretrained`` is ignored): timing does not depend on them.
+first row. The models are timed interleaved (one forward of each per round), so that a change
+in machine load falls on all rows alike. Weights are random (``model.pretrained`` is ignored):
+timing does not depend on them.
 """
 
 from __future__ import annotations
@@ -62,19 +64,20 @@ def cmd_latency(args: argparse.Namespace) -> int:
     import torch
 
     from attnreid.engine.build import build_model_from_config
-    from attnreid.engine.latency import measure_latency
+    from attnreid.engine.latency import measure_latencies
     from attnreid.utils.device import resolve_device
 
-    rows = []
-    for label, cfg in _variants(args):
+    variants = _variants(args)
+    models = []
+    for _label, cfg in variants:
         cfg["model"]["pretrained"] = "none"
-        model = build_model_from_config(cfg, args.num_classes)
-        lat = measure_latency(
-            model, cfg["data"]["height"], cfg["data"]["width"], batch=args.batch,
-            repeats=args.repeats, warmup=args.warmup, device=resolve_device(cfg["device"]),
-        )
-        rows.append((label, lat))
-        del model
+        models.append(build_model_from_config(cfg, args.num_classes))
+    sizes = [(cfg["data"]["height"], cfg["data"]["width"]) for _, cfg in variants]
+    lats = measure_latencies(
+        models, sizes, batch=args.batch, repeats=args.repeats, warmup=args.warmup,
+        device=resolve_device(variants[0][1]["device"]),
+    )
+    rows = [(label, lat) for (label, _), lat in zip(variants, lats)]
     if args.json:
         print(json.dumps([{"label": label, **lat.as_dict()} for label, lat in rows], indent=2))
         return 0

@@ -3,7 +3,8 @@ its attention modules).
 
 ``measure_latency`` runs the model in eval mode on random input of the configured size: a few
 warm-up forwards (allocator, oneDNN primitive caches, cuDNN autotuning), then ``repeats`` timed
-forwards; it reports the median and the quartiles in milliseconds and the peak memory. On CUDA
+forwards; it reports the median and the quartiles in milliseconds and the peak memory. Several
+models are timed interleaved (``measure_latencies``). On CUDA
 the clock waits for the device (``torch.cuda.synchronize``) and the peak is the CUDA allocator's;
 on the CPU the peak is the process's maximum resident set size.
 """
@@ -14,6 +15,7 @@ import resource
 import statistics
 import sys
 import time
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 
 import torch
@@ -44,6 +46,60 @@ def _peak_rss_mb() -> float:
 
 
 @torch.no_grad()
+def measure_latencies(
+    models: Sequence[nn.Module],
+    sizes: Sequence[tuple[int, int]],
+    *,
+    batch: int = 1,
+    repeats: int = 30,
+    warmup: int = 5,
+    device: torch.device | str = "cpu",
+) -> list[Latency]:
+    """Median forward time of each model on a ``(batch, 3, height, width)`` input, with
+    ``sizes[i] = (height, width)`` the input size of ``models[i]``.
+
+    The models are timed **interleaved**: each round times one forward of every model (the
+    order rotating from round to round), so a change in machine load during the measurement
+    falls on all of them alike and their ratios stay comparable. The peak memory is the
+    process's (CPU) or the allocator's (CUDA) over the whole measurement.
+    """
+    device = torch.device(device)
+    if len(sizes) != len(models):
+        raise ValueError(f"{len(models)} models but {len(sizes)} input sizes")
+    models = [m.to(device).eval() for m in models]
+    xs = [torch.randn(batch, 3, h, w, device=device) for h, w in sizes]
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+    for model, x in zip(models, xs):
+        for _ in range(warmup):
+            model(x)
+    times: list[list[float]] = [[] for _ in models]
+    for r in range(repeats):
+        for k in range(len(models)):
+            i = (r + k) % len(models)
+            if device.type == "cuda":
+                torch.cuda.synchronize(device)
+            t0 = time.perf_counter()
+            models[i](xs[i])
+            if device.type == "cuda":
+                torch.cuda.synchronize(device)
+            times[i].append((time.perf_counter() - t0) * 1000)
+    peak = (
+        torch.cuda.max_memory_allocated(device) / 2**20 if device.type == "cuda" else _peak_rss_mb()
+    )
+    out = []
+    for model, (height, width), ts in zip(models, sizes, times):
+        q = statistics.quantiles(ts, n=4) if len(ts) > 1 else [ts[0]] * 3
+        params = sum(p.numel() for p in model.parameters()) / 1e6
+        out.append(
+            Latency(
+                statistics.median(ts), q[0], q[2], repeats, batch, height, width, str(device),
+                torch.get_num_threads(), peak, params,
+            )
+        )
+    return out
+
+
 def measure_latency(
     model: nn.Module,
     height: int,
@@ -54,38 +110,7 @@ def measure_latency(
     warmup: int = 5,
     device: torch.device | str = "cpu",
 ) -> Latency:
-    """Median forward time of ``model`` on a ``(batch, 3, height, width)`` input."""
-    device = torch.device(device)
-    model = model.to(device).eval()
-    x = torch.randn(batch, 3, height, width, device=device)
-    if device.type == "cuda":
-        torch.cuda.reset_peak_memory_stats(device)
-    for _ in range(warmup):
-        model(x)
-    times = []
-    for _ in range(repeats):
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-        t0 = time.perf_counter()
-        model(x)
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-        times.append((time.perf_counter() - t0) * 1000)
-    q = statistics.quantiles(times, n=4) if len(times) > 1 else [times[0]] * 3
-    peak = (
-        torch.cuda.max_memory_allocated(device) / 2**20 if device.type == "cuda" else _peak_rss_mb()
-    )
-    params = sum(p.numel() for p in model.parameters()) / 1e6
-    return Latency(
-        statistics.median(times),
-        q[0],
-        q[2],
-        repeats,
-        batch,
-        height,
-        width,
-        str(device),
-        torch.get_num_threads(),
-        peak,
-        params,
-    )
+    """Median forward time of one model (see :func:`measure_latencies`)."""
+    return measure_latencies(
+        [model], [(height, width)], batch=batch, repeats=repeats, warmup=warmup, device=device
+    )[0]
