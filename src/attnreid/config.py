@@ -91,6 +91,10 @@ DEFAULTS: dict[str, Any] = {
         "deterministic": False,
         "progress": True,
         "freeze_backbone_epochs": 0,  # DuATM: backbone frozen (no grads, BN fixed) this long
+        "devices": 1,  # processes per machine (GPUs, or CPU processes); > 1: DDP
+        "num_nodes": 1,  # machines of a multi-node DDP run (README: several nodes)
+        "strategy": "auto",  # auto (ddp when devices x num_nodes > 1) | ddp |
+        # ddp_find_unused_parameters_true (models with parameters unused in some steps)
     },
     "eval": {
         "metric": "euclidean",  # euclidean | cosine

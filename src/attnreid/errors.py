@@ -26,3 +26,8 @@ class ModelError(AttnReidError):
 
 class CheckpointError(AttnReidError):
     """A checkpoint that cannot be read, or that belongs to another model / class count."""
+
+
+class TrainingError(AttnReidError):
+    """Training cannot go on (e.g. the loss became NaN); the message names the last good
+    checkpoint to resume from."""

@@ -3,11 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
-import signal
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -17,7 +12,7 @@ from attnreid.config import load_config
 from attnreid.engine.checkpoint import load_model_from_checkpoint, read_checkpoint
 from attnreid.engine.train import train
 from attnreid.errors import CheckpointError
-from tests.conftest import REPO, tiny_train_overrides
+from tests.conftest import tiny_train_overrides
 
 pytestmark = pytest.mark.slow
 
@@ -59,44 +54,4 @@ def test_train_evaluate_resume_and_reload(tiny_synth, tmp_path):
         train(_cfg(tiny_synth, tmp_path / "other"), resume=True)
 
 
-def test_killed_run_resumes_to_the_same_epoch_count(tiny_synth, tmp_path):
-    out = tmp_path / "killed"
-    args = [
-        sys.executable,
-        "-m",
-        "attnreid.cli.main",
-        "train",
-        "-c",
-        "demo",
-        *tiny_train_overrides(
-            tiny_synth,
-            out,
-            **{
-                "model.name": "resnet18",
-                "model.options": "{}",
-                "train.max_epochs": 3,
-                "train.max_steps_per_epoch": 60,
-                "train.eval_every": 3,
-                "data.num_identities": 2,
-                "data.num_instances": 1,
-                "data.height": 256,
-                "data.width": 128,
-            },
-        ),
-    ]
-    env = {**os.environ, "PYTHONPATH": str(REPO / "src")}
-    proc = subprocess.Popen(args, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    first = out / "checkpoints" / "epoch001.ckpt"
-    deadline = time.time() + 240
-    while not first.exists() and proc.poll() is None and time.time() < deadline:
-        time.sleep(0.2)
-    assert first.exists(), proc.stderr.read().decode() if proc.poll() is not None else "timeout"
-    time.sleep(1.0)  # inside epoch 2 (about 28 steps of about 0.1 s)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
-    assert read_checkpoint(out / "checkpoints" / "last.ckpt")["epoch"] == 0
-    done = subprocess.run([*args, "--resume"], env=env, capture_output=True, text=True, timeout=400)
-    assert done.returncode == 0, done.stderr[-2000:]
-    assert read_checkpoint(out / "checkpoints" / "last.ckpt")["epoch"] == 2
-    evals = json.loads((out / "metrics.json").read_text())["evaluations"]
-    assert [e["epoch"] for e in evals] == [3]
+# A run killed with SIGKILL mid-epoch and resumed: tests/reliability/test_interrupted_training.py

@@ -107,6 +107,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         print(f"per-run results: {cfg['output_dir']}/runs.json")
         return 0
     result = train(cfg, resume=args.resume)
+    if result.get("global_rank", 0) != 0:  # DDP: rank 0 reports
+        return 0
     if result["evaluations"]:
         last = result["evaluations"][-1]
         print(results_table([(f"{cfg['model']['name']} @ epoch {last['epoch']}", last)]))

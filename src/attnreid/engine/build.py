@@ -11,8 +11,12 @@ from attnreid.data import build_dataset, build_test_loader, build_transforms
 from attnreid.data.base import ReIDDataset
 from attnreid.data.transforms import IMAGENET_MEAN, IMAGENET_STD
 from attnreid.errors import ConfigError
+from attnreid.evaluation.distributed import (
+    extract_features_sharded,
+    process_group,
+    sync_model_state,
+)
 from attnreid.evaluation.evaluate import score_features, score_options
-from attnreid.evaluation.features import extract_features
 from attnreid.evaluation.metrics import RankResult
 from attnreid.models import build_model
 from attnreid.models.registry import ReIDModel, model_factory
@@ -46,26 +50,39 @@ def load_dataset(cfg: dict[str, Any]) -> ReIDDataset:
 def make_evaluator(
     dataset: ReIDDataset, cfg: dict[str, Any], mean: Any, std: Any, device: torch.device
 ) -> Any:
-    """A function model -> RankResult on the dataset's query / gallery."""
+    """A function model -> RankResult on the dataset's query / gallery.
+
+    Under DDP it is collective: every rank extracts its share of the features with rank 0's
+    model (:mod:`attnreid.evaluation.distributed`), on the device the model is on; rank 0
+    scores them and the other ranks get None."""
     d, e = cfg["data"], cfg["eval"]
     tf = build_transforms(d["height"], d["width"], train=False, mean=mean, std=std)
-    loaders = {
-        s: build_test_loader(
-            dataset.split(s),
+    mode = dataset.eval_mode if e["mode"] == "auto" else e["mode"]
+
+    def loader(items: Any) -> Any:
+        return build_test_loader(
+            items,
             tf,
             batch_size=d["test_batch_size"],
             workers=d["workers"],
             seq_len=d["seq_len"],
             test_frames=d["test_frames"],
         )
-        for s in ("query", "gallery")
-    }
-    mode = dataset.eval_mode if e["mode"] == "auto" else e["mode"]
 
-    def run(model: ReIDModel) -> RankResult:
-        model = model.to(device)
-        q = extract_features(model, loaders["query"], device=device, flip=e["flip"])
-        g = extract_features(model, loaders["gallery"], device=device, flip=e["flip"])
+    def run(model: ReIDModel) -> RankResult | None:
+        rank, world = process_group()
+        if world > 1:  # the model is on this rank's device already
+            dev = next(model.parameters()).device
+            sync_model_state(model)
+        else:
+            dev = device
+            model = model.to(dev)
+        q, g = [
+            extract_features_sharded(model, dataset.split(s), loader, device=dev, flip=e["flip"])
+            for s in ("query", "gallery")
+        ]
+        if rank != 0:
+            return None
         return score_features(
             q,
             g,

@@ -1,4 +1,4 @@
-"""Training callbacks: periodic evaluation and a plain-text epoch log."""
+"""Training callbacks: periodic evaluation, checkpoints, sampler state, a plain-text epoch log."""
 
 from __future__ import annotations
 
@@ -10,21 +10,26 @@ from pathlib import Path
 from typing import Any
 
 import lightning as L
+import torch
 from torch import nn
 
 from attnreid.engine.safetensors_io import save_beside_checkpoint
-from attnreid.errors import ConfigError
+from attnreid.errors import ConfigError, TrainingError
 from attnreid.evaluation.metrics import RankResult
 from attnreid.utils.io import atomic_write_text
 
 
 class EvaluationCallback(L.Callback):
     """Every ``every`` epochs (and after the last), score the model on query vs gallery, log
-    ``val/rank1``, ``val/mAP``... and keep the history in ``metrics.json`` (atomic writes)."""
+    ``val/rank1``, ``val/mAP``... and keep the history in ``metrics.json`` (atomic writes).
+
+    Under DDP ``evaluate`` runs on every rank (each extracts its share of the features, see
+    :mod:`attnreid.evaluation.distributed`) and returns the result on rank 0, None elsewhere.
+    """
 
     def __init__(
         self,
-        evaluate: Callable[[Any], RankResult],
+        evaluate: Callable[[Any], RankResult | None],
         every: int,
         max_epochs: int,
         out_file: Path,
@@ -44,10 +49,10 @@ class EvaluationCallback(L.Callback):
         epoch = trainer.current_epoch + 1
         if not (self.every > 0 and epoch % self.every == 0) and epoch != self.max_epochs:
             return
-        if trainer.global_rank != 0:
-            return
         t0 = time.perf_counter()
-        result = self.evaluate(pl_module.model)
+        result = self.evaluate(pl_module.model)  # collective under DDP
+        if trainer.global_rank != 0 or result is None:
+            return
         row = {"epoch": epoch, **result.as_dict(), "seconds": round(time.perf_counter() - t0, 2)}
         self.history = [h for h in self.history if h["epoch"] != epoch] + [row]
         for key in ("rank1", "rank5", "mAP", "mINP"):
@@ -113,18 +118,65 @@ class TransformSchedule(L.Callback):
 class EpochCheckpoint(L.Callback):
     """``epochNNN.ckpt`` (1-based) every ``every`` epochs and ``last.ckpt`` after every epoch,
     written through the trainer's (atomic) checkpoint IO. Placed after the evaluation callback
-    so a checkpoint always includes that epoch's evaluation in ``metrics.json``."""
+    so a checkpoint always includes that epoch's evaluation in ``metrics.json``.
+
+    Weights that are no longer finite are never written: training stops with an error that
+    names the last good checkpoint, which stays as it was."""
 
     def __init__(self, dirpath: Path, every: int) -> None:
         self.dirpath, self.every = Path(dirpath), every
 
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         epoch = trainer.current_epoch + 1
+        bad = next(
+            (n for n, p in pl_module.named_parameters() if not torch.isfinite(p).all()), None
+        )
+        if bad is not None:
+            good = getattr(pl_module, "last_good_checkpoint", None)
+            last = f"{good[0]} (end of epoch {good[1]})" if good else "none was written"
+            raise TrainingError(
+                f"the weights stopped being finite in epoch {epoch} (first: {bad}), so no "
+                f"checkpoint was written; last good checkpoint: {last}; try a lower optim.lr "
+                f"or set train.grad_clip"
+            )
         if self.every > 0 and epoch % self.every == 0:
             trainer.save_checkpoint(self.dirpath / f"epoch{epoch:03d}.ckpt")
             save_beside_checkpoint(trainer, pl_module, self.dirpath / f"epoch{epoch:03d}.ckpt")
         trainer.save_checkpoint(self.dirpath / "last.ckpt")
         save_beside_checkpoint(trainer, pl_module, self.dirpath / "last.ckpt")
+        if hasattr(pl_module, "last_good_checkpoint"):
+            pl_module.last_good_checkpoint = (self.dirpath / "last.ckpt", epoch)
+
+
+class SamplerState(L.Callback):
+    """Moves the P x K batch sampler to each epoch (Lightning calls ``set_epoch`` only on a
+    loader's ``sampler`` and on ``batch_sampler.sampler``, not on a batch sampler itself) and
+    stores its state (seed, epoch, P, K, world size) in every checkpoint; on resume, warns when
+    the run is set up differently (its batches then differ from the interrupted run's)."""
+
+    def __init__(self, sampler: Any) -> None:
+        self.sampler = sampler
+
+    def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self.sampler.set_epoch(trainer.current_epoch)  # before the epoch's iterator is built
+
+    def state_dict(self) -> dict[str, Any]:
+        return dict(self.sampler.state())
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        now = self.sampler.state()
+        changed = [
+            f"{k} {state_dict[k]} -> {now[k]}"
+            for k in ("seed", "num_identities", "num_instances", "num_replicas", "num_pids")
+            if k in state_dict and state_dict[k] != now[k]
+        ]
+        if changed:
+            print(
+                f"warning: resuming with another sampler set-up ({', '.join(changed)}): the "
+                "batches differ from the interrupted run's",
+                file=sys.stderr,
+                flush=True,
+            )
 
 
 class FreezeBackbone(L.Callback):

@@ -11,6 +11,7 @@ another architecture or class count with a clear message. Loading uses
 from __future__ import annotations
 
 import pickle
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -23,12 +24,28 @@ from attnreid.utils.io import atomic_write
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):
-    """Lightning checkpoint IO that writes to a temporary file and renames it into place."""
+    """Lightning checkpoint IO that writes to a temporary file and renames it into place, and
+    reads with :func:`read_checkpoint` (``weights_only=True``: never runs code)."""
 
     def save_checkpoint(
         self, checkpoint: dict[str, Any], path: Any, storage_options: Any = None
     ) -> None:
         atomic_write(path, lambda tmp: torch.save(checkpoint, tmp))
+
+    def load_checkpoint(
+        self, path: Any, map_location: Any = None, weights_only: bool | None = None
+    ) -> dict[str, Any]:
+        return read_checkpoint(path)
+
+
+def _refusal_reason(text: str) -> str:
+    """The line of torch's ``weights_only`` refusal that says what was refused (its other
+    lines advise loading with ``weights_only=False``, which is what must not happen)."""
+    for line in text.splitlines():
+        line = line.strip()
+        if "GLOBAL" in line or line.lower().startswith("unsupported"):
+            return line.rstrip(".")
+    return "unsupported content"
 
 
 def read_checkpoint(path: str | Path) -> dict[str, Any]:
@@ -37,9 +54,11 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
     if not path.is_file():
         raise CheckpointError(f"checkpoint {path} does not exist")
     try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # torch's notes on legacy (non-zip) files
+            ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else "unsafe content"
+        first = _refusal_reason(str(exc))
         raise CheckpointError(
             f"checkpoint {path} was refused: it holds objects other than tensors and plain "
             f"data, and loading it could run code ({first})"
@@ -68,6 +87,43 @@ def checkpoint_meta(ckpt: dict[str, Any], path: str | Path) -> dict[str, Any]:
             f"checkpoint {path} was not written by attnreid training (no model description)"
         )
     return meta
+
+
+def check_resumable(ckpt: dict[str, Any], path: str | Path, module: torch.nn.Module) -> None:
+    """Refuse to resume training ``module`` (a ``ReIDModule``) from a checkpoint of another
+    architecture, class count or set of weights, with one clear line instead of a traceback."""
+    meta = checkpoint_meta(ckpt, path)
+    model = module.model
+    name, classes = meta["model"], int(meta["num_classes"])
+    if name != model.model_name:
+        raise CheckpointError(
+            f"cannot resume from checkpoint {path}: it holds model {name!r} but the config "
+            f"asks for {model.model_name!r}"
+        )
+    if classes != model.num_classes:
+        raise CheckpointError(
+            f"cannot resume from checkpoint {path}: it has a {classes}-class classifier but the "
+            f"dataset has {model.num_classes} training identities (evaluation does not need the "
+            f"classifier: attnreid eval --checkpoint {path} drops it)"
+        )
+    state = ckpt.get("state_dict", {})
+    want = module.state_dict()
+    missing = [k for k in want if k not in state]
+    unexpected = [k for k in state if k not in want]
+    reshaped = [
+        k
+        for k in want
+        if k in state
+        and isinstance(state[k], torch.Tensor)
+        and tuple(state[k].shape) != tuple(want[k].shape)
+    ]
+    if missing or unexpected or reshaped:
+        first = (missing or unexpected or reshaped)[0]
+        raise CheckpointError(
+            f"cannot resume from checkpoint {path}: its weights do not fit the configured "
+            f"{name!r} model ({len(missing)} missing, {len(unexpected)} unexpected, "
+            f"{len(reshaped)} of another shape; first: {first}); were model.options changed?"
+        )
 
 
 def load_model_from_checkpoint(

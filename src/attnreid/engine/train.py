@@ -3,13 +3,21 @@
 Training runs on Lightning: CUDA with mixed precision when present (``device: auto``), the
 CPU otherwise; checkpoints every ``train.checkpoint_every`` epochs plus ``last.ckpt`` after
 every epoch, written atomically; ``resume`` continues from ``last.ckpt`` (or a given file)
-with the optimiser, schedule, epoch and RNG state; evaluation every ``train.eval_every``
+with the optimiser, schedule, epoch, sampler and RNG state (on the CPU with the same seed a
+resumed run ends exactly as an uninterrupted one); evaluation every ``train.eval_every``
 epochs and after the last; CSV (and TensorBoard, if installed) logs under ``output_dir``.
+
+Several processes: ``train.devices`` (per machine) x ``train.num_nodes`` > 1 trains with
+Lightning's DDP (NCCL on CUDA, gloo on the CPU). Each process draws ``P x K`` batches of its
+own identities (:class:`~attnreid.data.samplers.PKBatchSampler`), so the global batch is
+``devices x num_nodes x P x K``; evaluation extracts features on all processes and scores
+them on rank 0 (:mod:`attnreid.evaluation.distributed`).
 """
 
 from __future__ import annotations
 
 import logging
+import signal
 import sys
 import warnings
 from pathlib import Path
@@ -33,12 +41,13 @@ from attnreid.engine.callbacks import (
     EpochLog,
     EvaluationCallback,
     FreezeBackbone,
+    SamplerState,
     TransformSchedule,
 )
-from attnreid.engine.checkpoint import AtomicCheckpointIO, read_checkpoint
+from attnreid.engine.checkpoint import AtomicCheckpointIO, check_resumable, read_checkpoint
 from attnreid.engine.module import ReIDModule
 from attnreid.engine.skipped import SkippedImages
-from attnreid.errors import CheckpointError
+from attnreid.errors import CheckpointError, ConfigError
 from attnreid.utils.device import resolve_device
 from attnreid.utils.io import atomic_write_text
 
@@ -50,12 +59,59 @@ def _precision(cfg: dict[str, Any], device: torch.device) -> str:
     return str(p)
 
 
+STRATEGIES = ("auto", "ddp", "ddp_find_unused_parameters_true")
+
+
+def _distribution(cfg: dict[str, Any], device: torch.device) -> dict[str, Any]:
+    """Lightning's ``accelerator``, ``devices``, ``num_nodes`` and ``strategy`` from the
+    config's ``device`` and ``train.devices`` / ``train.num_nodes`` / ``train.strategy``."""
+    t = cfg["train"]
+    devices, nodes, strategy = t["devices"], t["num_nodes"], t["strategy"]
+    for key, value in (("devices", devices), ("num_nodes", nodes)):
+        if value < 1:
+            raise ConfigError(f"train.{key} must be at least 1, got {value}")
+    if strategy not in STRATEGIES:
+        raise ConfigError(
+            f"train.strategy must be one of {', '.join(STRATEGIES)}, got {strategy!r}"
+        )
+    cuda = device.type == "cuda"
+    if cuda and devices > torch.cuda.device_count():
+        raise ConfigError(
+            f"train.devices={devices} but this machine has {torch.cuda.device_count()} CUDA "
+            f"device(s)"
+        )
+    if devices == 1 and nodes == 1 and strategy == "auto":
+        return {
+            "accelerator": "gpu" if cuda else "cpu",
+            "devices": [device.index or 0] if cuda else 1,
+            "num_nodes": 1,
+            "strategy": "auto",
+        }
+    return {
+        "accelerator": "gpu" if cuda else "cpu",
+        "devices": devices,
+        "num_nodes": nodes,
+        "strategy": "ddp" if strategy == "auto" else strategy,
+    }
+
+
+def _stop_other_ranks(trainer: L.Trainer) -> None:
+    """After an error on rank 0 under DDP, end the processes Lightning started for the other
+    ranks: they would otherwise wait in a collective until its timeout. (An error on another
+    rank ends all processes by itself: Lightning watches its child processes.)"""
+    launcher = trainer.strategy.launcher
+    if trainer.global_rank == 0 and getattr(launcher, "procs", None):
+        launcher.kill(signal.SIGKILL)
+
+
 def _quiet_lightning() -> None:
     for name in ("lightning.pytorch", "lightning.fabric", "lightning"):
         logging.getLogger(name).setLevel(logging.WARNING)
     warnings.filterwarnings("ignore", message=".*does not have many workers.*")
     warnings.filterwarnings("ignore", message=".*LeafSpec.*")
     warnings.filterwarnings("ignore", message=".*`isinstance.*treespec.*")
+    # val/* are computed and logged on rank 0 only (rank_zero_only=True): nothing to sync
+    warnings.filterwarnings("ignore", message=r".*self\.log\('val/.*sync_dist=True.*")
 
 
 def train(cfg: dict[str, Any], resume: str | bool | None = None) -> dict[str, Any]:
@@ -74,7 +130,9 @@ def train(cfg: dict[str, Any], resume: str | bool | None = None) -> dict[str, An
             raise CheckpointError(f"cannot resume: checkpoint {ckpt_path} does not exist")
     # the epoch training starts at: the sampler schedule and the epoch-dependent transforms
     # must be set before Lightning builds the first data iterator
-    start_epoch = int(read_checkpoint(ckpt_path).get("epoch", -1)) + 1 if ckpt_path else 0
+    resumed = read_checkpoint(ckpt_path) if ckpt_path else None
+    start_epoch = int(resumed.get("epoch", -1)) + 1 if resumed else 0
+    distribution = _distribution(cfg, device)
     dataset = load_dataset(cfg)
     model = build_model_from_config(cfg, dataset.num_train_pids)
     mean, std = input_stats(model, cfg)
@@ -100,6 +158,10 @@ def train(cfg: dict[str, Any], resume: str | bool | None = None) -> dict[str, An
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_text(out / "config.yaml", dump_config(cfg))
     module = ReIDModule(model, cfg)
+    if resumed is not None:
+        check_resumable(resumed, ckpt_path, module)  # one line instead of a state-dict dump
+        module.last_good_checkpoint = (ckpt_path, start_epoch)
+        del resumed
     evaluator = EvaluationCallback(
         make_evaluator(dataset, cfg, mean, std, device),
         t["eval_every"],
@@ -111,6 +173,7 @@ def train(cfg: dict[str, Any], resume: str | bool | None = None) -> dict[str, An
     callbacks: list[L.Callback] = [
         skipped,
         schedule,
+        SamplerState(train_loader.batch_sampler),
         evaluator,
         EpochCheckpoint(ckpt_dir, t["checkpoint_every"]),
         RichProgressBar() if interactive else EpochLog(),
@@ -125,8 +188,7 @@ def train(cfg: dict[str, Any], resume: str | bool | None = None) -> dict[str, An
     except ImportError:
         pass
     trainer = L.Trainer(
-        accelerator="gpu" if device.type == "cuda" else "cpu",
-        devices=[device.index or 0] if device.type == "cuda" else 1,
+        **distribution,
         precision=_precision(cfg, device),
         max_epochs=t["max_epochs"],
         limit_train_batches=t["max_steps_per_epoch"] or 1.0,
@@ -143,7 +205,11 @@ def train(cfg: dict[str, Any], resume: str | bool | None = None) -> dict[str, An
         enable_checkpointing=False,
         default_root_dir=out,
     )
-    trainer.fit(module, train_dataloaders=train_loader, ckpt_path=ckpt_path)
+    try:
+        trainer.fit(module, train_dataloaders=train_loader, ckpt_path=ckpt_path)
+    except BaseException:
+        _stop_other_ranks(trainer)
+        raise
     if skipped.report():
         print(skipped.report(), file=sys.stderr, flush=True)
     return {
@@ -152,4 +218,5 @@ def train(cfg: dict[str, Any], resume: str | bool | None = None) -> dict[str, An
         "last_checkpoint": str(ckpt_dir / "last.ckpt"),
         "evaluations": evaluator.history,
         "epochs": trainer.current_epoch,
+        "global_rank": trainer.global_rank,
     }

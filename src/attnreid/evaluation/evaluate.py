@@ -16,6 +16,7 @@ from torch import nn
 from attnreid.data.base import ReIDDataset
 from attnreid.data.loaders import build_test_loader
 from attnreid.data.transforms import build_transforms
+from attnreid.errors import DatasetError
 from attnreid.evaluation.blocked import evaluate_features_blocked
 from attnreid.evaluation.distance import compute_distance
 from attnreid.evaluation.features import FeatureSet, extract_features
@@ -47,7 +48,13 @@ def score_features(
     ``block_threshold`` query x gallery distances (and always with ``rerank``) the distances are
     computed and scored in query blocks (:mod:`attnreid.evaluation.blocked`), never holding the
     whole matrix; the result is the same.
+
+    Raises:
+        DatasetError: an empty query set or gallery.
     """
+    for name, fs in (("query set", query), ("gallery", gallery)):
+        if len(fs) == 0:
+            raise DatasetError(f"the {name} is empty: there is nothing to evaluate")
     if rerank or len(query) * len(gallery) > block_threshold:
         return evaluate_features_blocked(
             query,

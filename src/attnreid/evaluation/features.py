@@ -173,7 +173,13 @@ def load_features(path: str | Path) -> dict[str, FeatureSet]:
             missing = [k for k in keys if k not in data]
             if missing:
                 raise AttnReidError(f"feature file {path} lacks {', '.join(missing)}")
-            feats, pids, camids, paths = (data[k] for k in keys)
+            try:
+                feats, pids, camids, paths = (data[k] for k in keys)
+            except ValueError:  # an object array: numpy refuses to unpickle it
+                raise AttnReidError(
+                    f"feature file {path} was refused: its {name} arrays hold pickled objects, "
+                    f"and loading them could run code"
+                ) from None
             if not len(feats) == len(pids) == len(camids) == len(paths):
                 raise AttnReidError(
                     f"feature file {path}: {name} has {len(feats)} feature rows but "

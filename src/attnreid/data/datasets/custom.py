@@ -187,6 +187,12 @@ def load_manifest(csv_path: Path) -> ReIDDataset:
             )
     if not any(splits.values()):
         raise DatasetError(f"custom: manifest {csv_path} lists no images")
+    for have, lack in (("query", "gallery"), ("gallery", "query")):
+        if splits[have] and not splits[lack]:
+            raise DatasetError(
+                f"custom: manifest {csv_path} lists {have} images but no {lack} images "
+                f"(split column value {lack!r}): there is nothing to evaluate against"
+            )
     return ReIDDataset(
         "custom", csv_path, relabel(splits["train"]), splits["query"], splits["gallery"], "market"
     )

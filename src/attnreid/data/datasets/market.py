@@ -45,6 +45,19 @@ def find_root(root: Path, subdirs: tuple[str, ...], candidates: tuple[str, ...],
             return root / child
     if not root.is_dir():
         raise DatasetError(f"{name}: dataset folder {root} does not exist")
+    if root.name in subdirs and all((root.parent / s).is_dir() for s in subdirs):
+        raise DatasetError(
+            f"{name}: {root} is the {root.name} folder of a {name} dataset, one level too "
+            f"low: point the dataset root (data.root) at {root.parent}"
+        )
+    deeper = sorted(
+        p for p in root.iterdir() if p.is_dir() and all((p / s).is_dir() for s in subdirs)
+    )
+    if deeper:
+        raise DatasetError(
+            f"{name}: {root} holds the dataset one level down, in {deeper[0].name}/: point the "
+            f"dataset root (data.root) at {deeper[0]}"
+        )
     found = sorted(p.name for p in root.iterdir() if p.is_dir())[:12]
     missing = [s for s in subdirs if not (root / s).is_dir()]
     raise DatasetError(

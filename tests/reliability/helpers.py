@@ -1,0 +1,54 @@
+"""Shared pieces of the reliability tests: the CLI's error line, tiny checkpoints."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+
+from attnreid.cli.main import main
+
+#: A Market-1501 tree with two training identities (make_market's format).
+MARKET = {
+    "bounding_box_train": [
+        "0002_c1s1_000451_03.jpg",
+        "0002_c2s1_000551_01.jpg",
+        "0007_c3s1_000101_01.jpg",
+        "0007_c1s1_000201_02.jpg",
+    ],
+    "query": ["0001_c1s1_001051_00.jpg", "0003_c2s1_000301_00.jpg"],
+    "bounding_box_test": [
+        "0001_c2s1_000001_01.jpg",
+        "0003_c1s1_000003_01.jpg",
+        "0000_c1s1_000004_01.jpg",
+    ],
+}
+
+
+def cli_error(capsys: pytest.CaptureFixture[str], *argv: str) -> str:
+    """Run ``attnreid ARGV``; assert it fails with exactly one ``error:`` line (exit 2) and
+    no traceback; return the message after ``error: ``."""
+    capsys.readouterr()
+    assert main([str(a) for a in argv]) == 2
+    err = capsys.readouterr().err
+    errors = [line for line in err.splitlines() if line.startswith("error: ")]
+    assert len(errors) == 1 and "Traceback" not in err, err
+    return errors[0].removeprefix("error: ")
+
+
+def write_checkpoint(path: Path, num_classes: int, config: dict[str, Any]) -> Path:
+    """An attnreid checkpoint as training writes it for ``config`` (a loaded config; its
+    model, untrained, with ``num_classes`` classes), without training."""
+    from attnreid.engine.module import ReIDModule
+    from attnreid.models import build_model
+
+    model = build_model(config["model"]["name"], num_classes, "none")
+    module = ReIDModule(model, config)
+    state = {f"model.{k}": v for k, v in model.state_dict().items()}
+    state.update({f"loss.{k}": v for k, v in module.loss.state_dict().items()})
+    ckpt = {"state_dict": state, "hyper_parameters": dict(module.hparams), "epoch": 0}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    torch.save(ckpt, path)
+    return path
