@@ -41,7 +41,8 @@ DEFAULTS: dict[str, Any] = {
         "test_batch_size": 128,
         "normalization": "backbone",  # backbone | imagenet
         "seq_len": 4,  # video: frames per training clip (T), and per test chunk
-        "test_frames": "all",  # video test frames: all (in chunks) | evenly (seq_len frames)
+        "test_frames": "all",  # video test frames: all (in chunks) | evenly | first (a clip)
+        "test_seq_len": None,  # video test clip length (evenly / first / chunks); None: seq_len
         "skip_bad_images": False,  # training: replace unreadable images, count them
         "transforms": {
             "flip": 0.5,

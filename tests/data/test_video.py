@@ -77,7 +77,10 @@ def test_video_dataset_samples(mars):
     evenly = VideoDataset([long], TEST_TF, seq_len=3, sampler="evenly")[0]
     expected = torch.stack([TEST_TF(read_image(long.frames[j])) for j in (0, 2, 4)])
     assert torch.allclose(evenly["image"], expected) and "mask" not in evenly
-    with pytest.raises(ConfigError, match="must be 'all' or 'evenly'"):
+    first = VideoDataset([long], TEST_TF, seq_len=7, sampler="first")[0]  # 5 frames, looped
+    expected = torch.stack([TEST_TF(read_image(long.frames[j])) for j in (0, 1, 2, 3, 4, 0, 1)])
+    assert torch.allclose(first["image"], expected) and "mask" not in first
+    with pytest.raises(ConfigError, match="must be one of evenly, first, all"):
         VideoDataset([long], TEST_TF, sampler="middle")
 
 
@@ -95,7 +98,7 @@ def test_same_augmentation_for_all_frames(tmp_path):
     assert not all(torch.equal(c[0], c[k]) for c in indep for k in range(4))
 
 
-@pytest.mark.parametrize("test_frames", ["all", "evenly"])
+@pytest.mark.parametrize("test_frames", ["all", "evenly", "first"])
 def test_tracklet_features_average_frames(mars, test_frames):
     loader = build_test_loader(
         mars.gallery, TEST_TF, batch_size=6, workers=0, seq_len=3, test_frames=test_frames
@@ -107,7 +110,9 @@ def test_tracklet_features_average_frames(mars, test_frames):
     assert fs.pids.tolist() == [it.pid for it in mars.gallery]
     for row, it in enumerate(mars.gallery):
         n = len(it.frames)
-        idx = range(n) if test_frames == "all" else evenly_spaced(n, 3)
+        idx = {"all": range(n), "evenly": evenly_spaced(n, 3), "first": [j % n for j in range(3)]}[
+            test_frames
+        ]
         expected = torch.stack([_frame_feature(it.frames[j]) for j in idx]).mean(0)
         assert torch.allclose(fs.features[row], expected, atol=1e-5)
 

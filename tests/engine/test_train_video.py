@@ -69,3 +69,29 @@ def test_bad_image_without_skipping_names_the_file(tmp_path):
 
     with pytest.raises(DatasetError, match=r"bbox_train/\d{4}/\d{4}C\dT\d{4}F\d{3}\.jpg"):
         train(load_config(None, overrides))
+
+
+@pytest.mark.parametrize(("test_seq_len", "expected"), [(None, 3), (5, 5)])
+def test_every_extraction_uses_the_configs_test_clips(tmp_path, test_seq_len, expected):
+    """evaluation, extract, pictures and indexes share test_loader_from_config"""
+    from attnreid.data import build_dataset
+    from attnreid.engine.build import test_loader_from_config
+
+    root = build_mars(tmp_path / "MARS", MARS_TRAIN, MARS_TEST, MARS_QUERY, size=(16, 32))
+    cfg = load_config(
+        None,
+        [
+            "data.seq_len=3",
+            "data.test_frames=first",
+            f"data.test_seq_len={'null' if test_seq_len is None else test_seq_len}",
+            "data.height=32",
+            "data.width=16",
+            "data.test_batch_size=10",
+            "data.workers=0",
+        ],
+    )
+    items = build_dataset("mars", root).query
+    loader = test_loader_from_config(items, cfg, (0.5,) * 3, (0.5,) * 3)
+    batch = next(iter(loader))
+    assert batch["image"].shape[1:] == (expected, 3, 32, 16)
+    assert loader.batch_size == max(1, 10 // expected) and loader.dataset.sampler == "first"

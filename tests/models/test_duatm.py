@@ -180,8 +180,9 @@ def test_presets_match_their_paper_rows(preset, cpu):
         assert t["max_epochs"] == 300 and t["freeze_backbone_epochs"] == 100
         assert cfg["sched"]["milestones"] == [250] and cfg["sched"]["gamma"] == 0.1
         assert cfg["sched"]["warmup_epochs"] == 0
-        if video:
+        if video:  # 16-frame training clips; one 64-frame test clip, looped when shorter
             assert d["seq_len"] == 16 and d["transforms"]["flip"] == 0.0
+            assert d["test_frames"] == "first" and d["test_seq_len"] == 64
         else:
             assert opts["last_stride"] == 2 and d["transforms"]["flip"] == 0.5
 
@@ -229,7 +230,8 @@ def test_video_variant_trains_one_step_on_a_mars_tree(tmp_path, monkeypatch):
             "model.name": "duatm_video",
             "model.options": "{backbone: mobilenet_v2, dim: 16}",
             "data.seq_len": 3,
-            "data.test_frames": "evenly",
+            "data.test_frames": "first",
+            "data.test_seq_len": 5,
             "data.num_identities": 3,
             "data.num_instances": 2,
             "train.max_epochs": 1,
@@ -248,4 +250,5 @@ def test_video_variant_trains_one_step_on_a_mars_tree(tmp_path, monkeypatch):
     assert evaluation["num_valid_queries"] == 2 and 0.0 <= evaluation["mAP"] <= 1.0
     # the clips themselves reach the model: 3 ids x 2 tracklets x 3 frames, in training and test
     assert {s for training, s in shapes if training} == {(6, 3, 3, 64, 32)}
-    assert all(len(s) == 5 and s[1] == 3 for training, s in shapes if not training)
+    # one test clip of data.test_seq_len frames per tracklet
+    assert all(len(s) == 5 and s[1] == 5 for training, s in shapes if not training)

@@ -163,29 +163,13 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
 
 def cmd_extract(args: argparse.Namespace) -> int:
-    from attnreid.data import build_test_loader, build_transforms
-    from attnreid.engine.build import input_stats, load_dataset
-    from attnreid.evaluation.features import extract_features, save_features
+    from attnreid.engine.build import extract_query_gallery, load_dataset
+    from attnreid.evaluation.features import save_features
     from attnreid.utils.device import resolve_device
 
     model, cfg = _load_for_eval(args)
     dataset = load_dataset(cfg)
-    mean, std = input_stats(model, cfg)
-    d = cfg["data"]
-    tf = build_transforms(d["height"], d["width"], train=False, mean=mean, std=std)
-    device = resolve_device(cfg["device"])
-    model.to(device)
-    sets = [
-        extract_features(
-            model,
-            build_test_loader(
-                dataset.split(s), tf, batch_size=d["test_batch_size"], workers=d["workers"]
-            ),
-            device=device,
-            flip=cfg["eval"]["flip"],
-        )
-        for s in ("query", "gallery")
-    ]
+    sets = extract_query_gallery(model, dataset, cfg, resolve_device(cfg["device"]))
     path = save_features(args.output, sets[0], sets[1])
     print(
         f"wrote {path}: {len(sets[0])} query and {len(sets[1])} gallery features "

@@ -102,33 +102,17 @@ def register(vsub: Any) -> None:
 
 def _from_checkpoint(args: argparse.Namespace, checkpoint: str) -> _Source:
     from attnreid.cli.commands import _load_for_eval
-    from attnreid.data import build_test_loader, build_transforms
-    from attnreid.engine.build import input_stats, load_dataset
-    from attnreid.evaluation.features import extract_features
+    from attnreid.engine.build import extract_query_gallery, load_dataset
     from attnreid.utils.device import resolve_device
 
     ns = argparse.Namespace(checkpoint=checkpoint, config=args.config, overrides=args.overrides)
     model, cfg = _load_for_eval(ns)
     dataset = load_dataset(cfg)
-    d, e = cfg["data"], cfg["eval"]
-    mean, std = input_stats(model, cfg)
-    tf = build_transforms(d["height"], d["width"], train=False, mean=mean, std=std)
-    device = resolve_device(cfg["device"])
-    model.to(device)
-    sets = [
-        extract_features(
-            model,
-            build_test_loader(
-                dataset.split(s), tf, batch_size=d["test_batch_size"], workers=d["workers"]
-            ),
-            device=device,
-            flip=e["flip"],
-        )
-        for s in ("query", "gallery")
-    ]
+    e = cfg["eval"]
+    query, gallery = extract_query_gallery(model, dataset, cfg, resolve_device(cfg["device"]))
     mode = dataset.eval_mode if e["mode"] == "auto" else e["mode"]
     metric = args.metric or e["metric"]
-    return _Source(checkpoint, sets[0], sets[1], metric, e["normalize"], mode, model)
+    return _Source(checkpoint, query, gallery, metric, e["normalize"], mode, model)
 
 
 def _from_file(args: argparse.Namespace, path: str) -> _Source:

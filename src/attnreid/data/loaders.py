@@ -141,7 +141,8 @@ def build_test_loader(
     test_frames: str = "all",
 ) -> DataLoader:
     """Sequential loader for feature extraction. For tracklets: ``test_frames="all"`` (every
-    frame, in chunks of ``seq_len``) or ``"evenly"`` (``seq_len`` evenly spaced frames), and
+    frame, in chunks of ``seq_len``), ``"evenly"`` (``seq_len`` evenly spaced frames) or
+    ``"first"`` (the first ``seq_len`` consecutive frames, looped), and
     ``batch_size`` counts frames (``batch_size // seq_len`` tracklet chunks per batch)."""
     if has_frames(items):
         from attnreid.data.video import VideoDataset

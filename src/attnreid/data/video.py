@@ -8,6 +8,10 @@ position in the item list. Frame samplers:
   with its last frame (``short="pad"``).
 * ``evenly`` (test): ``T`` frames evenly spaced over the whole tracklet, first and last
   included (``round(linspace(0, n - 1, T))``; a short tracklet repeats frames).
+* ``first`` (test): the first ``T`` consecutive frames, looped when the tracklet is shorter
+  (DuATM: "sub-sequences of 64 consecutive frames ... if the tracklet has less frames, we
+  circularly sample the sequence"; the paper does not say where the sub-sequence starts: the
+  first frame is the choice that needs no random draw at test time).
 * ``all`` (test): every frame, in chunks of ``T`` consecutive frames (one sample per chunk, so
   memory is bounded whatever the tracklet's length); the last chunk is padded with its last
   frame and ``"mask"`` (T,) marks the real frames. Feature extraction averages the frame
@@ -38,7 +42,8 @@ from attnreid.data.base import ReIDItem
 from attnreid.data.loaders import SameIdentityFallback, read_checked
 from attnreid.errors import ConfigError
 
-SAMPLERS = ("random", "evenly", "all")
+SAMPLERS = ("random", "evenly", "first", "all")
+TEST_SAMPLERS = SAMPLERS[1:]
 
 
 def frames_of(item: ReIDItem) -> tuple[str, ...]:
@@ -77,7 +82,8 @@ class VideoDataset(SameIdentityFallback, Dataset[dict[str, Any]]):
     ) -> None:
         if sampler not in SAMPLERS:
             raise ConfigError(
-                f"unknown frame sampler {sampler!r} (data.test_frames must be 'all' or 'evenly')"
+                f"unknown frame sampler {sampler!r} (data.test_frames must be one of "
+                f"{', '.join(TEST_SAMPLERS)})"
             )
         if seq_len < 1:
             raise ConfigError(f"data.seq_len must be >= 1, got {seq_len}")
@@ -107,6 +113,8 @@ class VideoDataset(SameIdentityFallback, Dataset[dict[str, Any]]):
             return random_clip(n, t, self.short), [True] * t
         if self.sampler == "evenly":
             return evenly_spaced(n, t), [True] * t
+        if self.sampler == "first":
+            return [j % n for j in range(t)], [True] * t
         real = list(range(start, min(start + t, n)))
         return real + [real[-1]] * (t - len(real)), [True] * len(real) + [False] * (t - len(real))
 

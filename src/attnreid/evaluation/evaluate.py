@@ -120,9 +120,12 @@ def evaluate(
     mean: Any = None,
     std: Any = None,
     rerank: bool = False,
+    seq_len: int = 4,
+    test_frames: str = "all",
 ) -> RankResult:
     """Evaluate ``model`` on ``dataset.query`` vs ``dataset.gallery`` (``rerank``: with
-    k-reciprocal re-ranking)."""
+    k-reciprocal re-ranking). For tracklets, ``test_frames`` and ``seq_len`` choose the frames
+    (see :func:`attnreid.data.loaders.build_test_loader`)."""
     dev = resolve_device(device)
     model = model.to(dev)
     transform = build_transforms(
@@ -135,7 +138,12 @@ def evaluate(
     feats = {}
     for split in ("query", "gallery"):
         loader = build_test_loader(
-            dataset.split(split), transform, batch_size=batch_size, workers=workers
+            dataset.split(split),
+            transform,
+            batch_size=batch_size,
+            workers=workers,
+            seq_len=seq_len,
+            test_frames=test_frames,
         )
         feats[split] = extract_features(model, loader, device=dev, flip=flip)
     return score_features(

@@ -188,21 +188,15 @@ def extract_crops(
     workers: int | None = None,
 ) -> torch.Tensor:
     """``(N, D)`` float32 features of the images, as the config extracts test features."""
-    from attnreid.data import build_test_loader, build_transforms
-    from attnreid.engine.build import input_stats
+    from attnreid.engine.build import input_stats, test_loader_from_config
     from attnreid.evaluation.features import extract_features
 
     items = crops.items() if isinstance(crops, Crops) else [ReIDItem(str(p), -1, -1) for p in crops]
     if not items:
         raise AttnReidError("no images to extract features from")
-    d = cfg["data"]
     mean, std = input_stats(model, cfg)
-    tf = build_transforms(d["height"], d["width"], train=False, mean=mean, std=std)
-    loader = build_test_loader(
-        items,
-        tf,
-        batch_size=batch_size or d["test_batch_size"],
-        workers=d["workers"] if workers is None else workers,
+    loader = test_loader_from_config(
+        items, cfg, mean, std, batch_size=batch_size or None, workers=workers
     )
     model.to(device)
     fs = extract_features(model, loader, device=device, flip=cfg["eval"]["flip"])
