@@ -53,6 +53,12 @@ def test_train_eval_extract(tiny_synth, tmp_path, capsys):
     # a config for another architecture is refused
     assert main(["eval", "-c", "demo", "--checkpoint", str(ckpt)]) == 2
     assert "holds model 'resnet18'" in capsys.readouterr().err
+    # the config's network as built (the "before training" row); it needs a config
+    assert main(["eval", "-c", "demo", *ov, "model.options={}", "--untrained", "--json"]) == 0
+    untrained = json.loads(capsys.readouterr().out)
+    assert set(untrained) == set(metrics) and 0 <= untrained["rank1"] <= 1
+    assert main(["eval", "--untrained"]) == 2
+    assert "eval --untrained needs --config" in capsys.readouterr().err
 
 
 @pytest.mark.slow

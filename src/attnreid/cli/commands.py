@@ -57,9 +57,19 @@ def register(sub: Any) -> None:
     )
     p.set_defaults(func=cmd_train)
 
-    p = sub.add_parser("eval", help="evaluate a checkpoint on a dataset's query/gallery protocol")
+    p = sub.add_parser(
+        "eval",
+        help="evaluate a checkpoint on a dataset's query/gallery protocol",
+        description="Evaluate a trained checkpoint; or, with --untrained, the network a config "
+        "builds before any re-ID training (its model.pretrained backbone and a new head), the "
+        "'before training' row of a comparison.",
+    )
     _config_args(p, required=False)
-    p.add_argument("--checkpoint", required=True, help="a checkpoint written by attnreid train")
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument("--checkpoint", help="a checkpoint written by attnreid train")
+    src.add_argument(
+        "--untrained", action="store_true", help="the config's network as built (needs --config)"
+    )
     p.add_argument("--json", action="store_true", help="print the metrics as JSON")
     p.add_argument("--rerank", action="store_true", help="k-reciprocal re-ranking (eval.rerank)")
     p.set_defaults(func=cmd_eval)
@@ -142,13 +152,25 @@ def _load_for_eval(args: argparse.Namespace) -> tuple[Any, dict[str, Any]]:
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
-    from attnreid.engine.build import input_stats, load_dataset, make_evaluator
+    from attnreid.engine.build import (
+        build_model_from_config,
+        input_stats,
+        load_dataset,
+        make_evaluator,
+    )
     from attnreid.evaluation.report import results_table
     from attnreid.utils.device import resolve_device
 
-    model, cfg = _load_for_eval(args)
+    if args.untrained:
+        if args.config is None:
+            raise ConfigError("eval --untrained needs --config: the network to build")
+        cfg = load_config(args.config, args.overrides)
+        dataset = load_dataset(cfg)
+        model = build_model_from_config(cfg, dataset.num_train_pids)
+    else:
+        model, cfg = _load_for_eval(args)
+        dataset = load_dataset(cfg)
     cfg["eval"]["rerank"] = cfg["eval"]["rerank"] or args.rerank
-    dataset = load_dataset(cfg)
     mean, std = input_stats(model, cfg)
     result = make_evaluator(dataset, cfg, mean, std, resolve_device(cfg["device"]))(model)
     if args.json:
@@ -158,7 +180,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
             f"{dataset.name}: {len(dataset.query)} queries, {len(dataset.gallery)} gallery images"
             f" ({result.num_skipped_queries} queries without a valid match skipped)"
         )
-        print(results_table([(Path(args.checkpoint).name, result)]))
+        label = f"{cfg['name']} (untrained)" if args.untrained else Path(args.checkpoint).name
+        print(results_table([(label, result)]))
     return 0
 
 
