@@ -34,6 +34,7 @@ import time
 import torch
 import torch.nn.functional as F
 
+from attnreid.models.attention import duatm_kernel
 from attnreid.models.attention.dual_attention import DualAttention, literal_sequence_distance
 
 NUM_QUERY, NUM_GALLERY = 3368, 15913
@@ -97,6 +98,8 @@ def main() -> None:
     full = t_prep_g + t_prep_q + nq * ng / rate
     measured = "measured" if sl == nq else f"extrapolated from {sl} queries ({pairs:,} pairs)"
     print(f"# prepare gallery: {t_prep_g:.1f} s (queries, scaled: {t_prep_q:.1f} s)")
+    gemm = "oneDNN mkldnn_linear" if duatm_kernel.onednn_is_faster() else "BLAS sgemm"
+    print(f"# block products: {gemm} (the faster here, see duatm_kernel.onednn_is_faster)")
     print(f"# exact, {pairs:,} pairs: {t_pairs:.1f} s wall, {c_pairs:.1f} s CPU (all threads)")
     rows = [
         (

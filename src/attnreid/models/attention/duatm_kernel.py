@@ -22,10 +22,14 @@ near-duplicate pair. Entries with ``d^2 < RECOMPUTE_BELOW`` (1e-4, i.e. ``d < 0.
 recomputed from ``xbar - xhat`` directly, so every ``d`` is within ~1e-6 of the literal
 formula (an identical pair gets 0, not ``sqrt(rounding noise)`` ~ 1e-4).
 
-On the CPU in float32 the products run through oneDNN's ``mkldnn_linear`` (about 2.3x MKL's
-``sgemm`` on this AMD machine, where MKL takes its AVX2 path), and :func:`malloc_tuning` stops
-glibc from unmapping and re-faulting the same few MB block buffers on every block (which cost
-more than the arithmetic here); both fall back silently where unavailable.
+On the CPU in float32 the two large products run through whichever of oneDNN's
+``mkldnn_linear`` and the default BLAS ``sgemm`` is faster on the machine, decided once per
+process by timing both on a block-sized product (``USE_ONEDNN = None``; ``True`` / ``False``
+force one): the ranking differs between machines — measured here, oneDNN was 2.3x faster than
+MKL on an AMD EPYC (where MKL takes its AVX2 path) and MKL 2.5x faster than oneDNN on an Intel
+Xeon with AVX-512. :func:`malloc_tuning` stops glibc from unmapping and re-faulting the same
+few MB block buffers on every block (which cost more than the arithmetic here); both fall back
+silently where unavailable.
 """
 
 from __future__ import annotations
@@ -34,17 +38,19 @@ import contextlib
 import ctypes
 import ctypes.util
 import sys
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import torch
 from torch import Tensor
 
-USE_ONEDNN = True  # route float32 CPU products through oneDNN when available
+USE_ONEDNN: bool | None = None  # float32 CPU products via oneDNN; None: whichever is faster
 TUNE_MALLOC = True  # glibc: keep freed block buffers for reuse (see malloc_tuning)
 RECOMPUTE_BELOW = 1e-4  # squared distances below this are recomputed without expansion
 _RECOMPUTE_CHUNK = 4096
 _malloc_tuned = False
+_onednn_measured: bool | None = None
 
 
 @dataclass
@@ -119,12 +125,36 @@ def malloc_tuning() -> Iterator[None]:
 
 
 def _onednn(x: Tensor) -> bool:
-    return (
-        USE_ONEDNN
-        and x.device.type == "cpu"
-        and x.dtype == torch.float32
-        and torch.backends.mkldnn.is_available()
-    )
+    cpu_float32 = x.device.type == "cpu" and x.dtype == torch.float32
+    if not (cpu_float32 and torch.backends.mkldnn.is_available()):
+        return False
+    return onednn_is_faster() if USE_ONEDNN is None else USE_ONEDNN
+
+
+def onednn_is_faster(rows: int = 1024, dim: int = 256, repeats: int = 5) -> bool:
+    """Whether oneDNN's ``mkldnn_linear`` beats the default ``left @ right.T`` on this CPU for
+    a block-sized float32 product (best of ``repeats``, after a warm-up); measured once per
+    process (about 0.1 s)."""
+    global _onednn_measured
+    if _onednn_measured is None:
+        gen = torch.Generator().manual_seed(0)
+        left = torch.randn(rows, dim, generator=gen)
+        right = torch.randn(rows, dim, generator=gen)
+        left_mkldnn = left.to_mkldnn()
+
+        def best(fn: Callable[[], Tensor]) -> float:
+            fn()
+            times = []
+            for _ in range(repeats):
+                t0 = time.perf_counter()
+                fn()
+                times.append(time.perf_counter() - t0)
+            return min(times)
+
+        dense = best(lambda: left @ right.t())
+        mkldnn = best(lambda: torch.ops.aten.mkldnn_linear(left_mkldnn, right).to_dense())
+        _onednn_measured = mkldnn < dense
+    return _onednn_measured
 
 
 def gemm_input(x: Tensor) -> Tensor:
