@@ -24,7 +24,16 @@ _LAZY = {
     "load_config": "attnreid.config",
     "train": "attnreid.engine.train",
 }
-_SUBPACKAGES = ("data", "models", "losses", "evaluation", "engine", "config")
+_SUBPACKAGES = (
+    "data",
+    "models",
+    "losses",
+    "evaluation",
+    "engine",
+    "retrieval",
+    "viz",
+    "config",
+)
 
 __all__ = ["__version__", *_LAZY, *_SUBPACKAGES]
 
