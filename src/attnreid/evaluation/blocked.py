@@ -154,35 +154,8 @@ def evaluate_blocks(
         done = stop
     if done != num_q:
         raise ConfigError(f"distance blocks covered {done} of {num_q} queries")
-    return _aggregate(parts, mode, num_q, max_rank, num_repeats)
+    return _m.aggregate_parts(parts, mode, num_q, max_rank, num_repeats)
 
-
-def _aggregate(
-    parts: list[tuple[np.ndarray, ...]], mode: str, num_q: int, max_rank: int, num_repeats: int
-) -> RankResult:
-    """Per-query statistics -> :class:`RankResult`, exactly as ``evaluate_rank`` does."""
-    num_matches, first_rank, ap, inp = (np.concatenate([p[i] for p in parts]) for i in range(4))
-    valid = num_matches > 0
-    num_valid = int(valid.sum())
-    if num_valid == 0:
-        raise DatasetError(
-            f"no query has a true match in the gallery (all {num_q} queries skipped): no gallery "
-            "image shares a query's identity from another camera; check the ids and camera ids"
-        )
-    if mode == "market":
-        hist = np.bincount(np.minimum(first_rank[valid], max_rank + 1), minlength=max_rank + 2)
-        denom = num_valid
-    else:
-        hist = np.sum([p[4] for p in parts], axis=0)
-        denom = num_valid * num_repeats
-    cmc = np.cumsum(hist[1 : max_rank + 1]) / denom
-    return RankResult(
-        cmc=cmc.astype(np.float64),
-        mAP=float(ap[valid].mean()),
-        mINP=float(inp[valid].mean()),
-        num_valid_queries=num_valid,
-        num_skipped_queries=num_q - num_valid,
-    )
 
 
 def evaluate_features_blocked(

@@ -354,7 +354,6 @@ def evaluate_rank(
         block = max(1, min(block, _MARKET_CHUNK_ELEMS // num_g))
         bounds = [(s, min(s + block, num_q)) for s in range(0, num_q, block)]
         parts = _map_blocks(lambda b: _market_block(d, qc, gc, groups, *b), bounds)
-        hist = None
     else:
         block = max(1, min(block, _CUHK03_CHUNK_ELEMS // (num_repeats * num_g)))
         rng = np.random.default_rng(seed)
@@ -367,8 +366,16 @@ def evaluate_rank(
             keys &= ~low
             keys |= gidx
             parts.append(_cuhk03_block(d, qp, qc, gp, gc, groups, keys, max_rank, s, e))
-        hist = np.sum([p[4] for p in parts], axis=0)
 
+    return aggregate_parts(parts, mode, num_q, max_rank, num_repeats)
+
+
+def aggregate_parts(
+    parts: list[tuple[np.ndarray, ...]], mode: str, num_q: int, max_rank: int, num_repeats: int
+) -> RankResult:
+    """Per-query statistics of the blocks (``num_matches, first_rank, AP, INP`` and, for
+    ``cuhk03``, the rank histogram) -> :class:`RankResult`; shared by :func:`evaluate_rank` and
+    the blocked evaluation."""
     num_matches, first_rank, ap, inp = (np.concatenate([p[i] for p in parts]) for i in range(4))
     valid = num_matches > 0
     num_valid = int(valid.sum())
@@ -377,10 +384,11 @@ def evaluate_rank(
             f"no query has a true match in the gallery (all {num_q} queries skipped): no gallery "
             "image shares a query's identity from another camera; check the ids and camera ids"
         )
-    if hist is None:
+    if mode == "market":
         hist = np.bincount(np.minimum(first_rank[valid], max_rank + 1), minlength=max_rank + 2)
         denom = num_valid
     else:
+        hist = np.sum([p[4] for p in parts], axis=0)
         denom = num_valid * num_repeats
     cmc = np.cumsum(hist[1 : max_rank + 1]) / denom
     return RankResult(

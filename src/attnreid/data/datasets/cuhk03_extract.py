@@ -22,7 +22,6 @@ always complete and is never touched again.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import sys
 from collections.abc import Callable, Iterator
@@ -32,6 +31,7 @@ from typing import Any
 import numpy as np
 
 from attnreid.errors import DatasetError
+from attnreid.utils.progress import progress_bar
 
 KINDS = ("labeled", "detected")
 
@@ -108,26 +108,6 @@ def read_testsets(mat_path: Path) -> list[set[tuple[int, int]]]:
                 raise DatasetError(f"cuhk03: {mat_path}: a classic test set is not an N x 2 array")
             out.append({(int(a), int(b)) for a, b in arr})
         return out
-
-
-@contextlib.contextmanager
-def progress_bar(total: int, description: str, enabled: bool) -> Iterator[Callable[[int], None]]:
-    """A rich progress bar on stderr (stdout stays clean), or a no-op."""
-    if not enabled:
-        yield lambda n=1: None
-        return
-    from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
-
-    with Progress(
-        "[progress.description]{task.description}",
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        console=Console(stderr=True),
-    ) as bar:
-        task = bar.add_task(description, total=total)
-        yield lambda n=1: bar.advance(task, n)
 
 
 def _save_png(arr: np.ndarray, target: Path) -> None:

@@ -16,7 +16,6 @@ the order or the thread in which images are rendered.
 
 from __future__ import annotations
 
-import contextlib
 import io
 import json
 import multiprocessing as mp
@@ -25,7 +24,6 @@ import shutil
 import time
 import uuid
 import warnings
-from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import asdict, dataclass, replace
 from functools import lru_cache
@@ -36,6 +34,7 @@ import numpy as np
 
 from attnreid.errors import ConfigError, DatasetError
 from attnreid.utils.io import atomic_write_text
+from attnreid.utils.progress import progress_bar
 
 from .camera import Camera, sample_camera
 from .identity import Identity, sample_identity
@@ -278,25 +277,6 @@ def _differences(meta: dict[str, Any] | None, config: SynthConfig) -> str:
     return "config differs: " + ", ".join(diffs)
 
 
-@contextlib.contextmanager
-def _progress_bar(total: int, enabled: bool) -> Iterator[Any]:
-    if not enabled:
-        yield lambda n=1: None
-        return
-    from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
-
-    with Progress(
-        "[progress.description]{task.description}",
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        console=Console(stderr=True),
-    ) as bar:  # stdout stays clean for results
-        task = bar.add_task("synthetic re-ID images", total=total)
-        yield lambda n=1: bar.advance(task, n)
-
-
 def _write_chunk(tmp: Path, config: SynthConfig, chunk: list[ImageJob]) -> int:
     for job in chunk:
         (tmp / SPLIT_DIRS[job.split] / job.filename).write_bytes(render_job(config, job))
@@ -317,7 +297,7 @@ def _write_all(tmp: Path, config: SynthConfig, jobs: list[ImageJob], progress: b
     for folder in SPLIT_DIRS.values():
         (tmp / folder).mkdir(parents=True)
     chunks = [jobs[i : i + 48] for i in range(0, len(jobs), 48)]
-    with _progress_bar(len(jobs), progress) as advance:
+    with progress_bar(len(jobs), "synthetic re-ID images", progress) as advance:
         pool = _process_pool(len(jobs))
         if pool is None:
             for chunk in chunks:
