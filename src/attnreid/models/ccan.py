@@ -61,13 +61,12 @@ from attnreid.models.attention.cc_attention import (
     CrossCorrelatedAttention,
     SymmetricSelfAttention,
 )
+from attnreid.models.attention.maps import attention_map, check_query_point
 from attnreid.models.attention.nonlocal_attention import NonLocalSelfAttention
 from attnreid.models.backbones import build_backbone
 from attnreid.models.ccan_parts import (
     STRIPE_MODES,
     BranchHead,
-    attention_to_map,
-    check_query_point,
     cut_stripes,
     split_stages,
     stage_channels,
@@ -290,7 +289,7 @@ class CCAN(ReIDModel):
         (image coordinates in ``[0, 1]``) selects the nearest position, for a part stream the
         nearest one inside its stripe; without it, the mean attention each position receives.
         """
-        check_query_point(query_point)
+        query_point = check_query_point(query_point)
         was_training = self.training
         self.eval()
         record: _Record = {}
@@ -301,14 +300,14 @@ class CCAN(ReIDModel):
         maps: dict[str, Tensor] = {}
         for key, (attention, (m, n), stripe) in record.items():
             if stripe is None:
-                maps[key] = attention_to_map(attention, (m, n), query_point)
+                maps[key] = attention_map(attention, m, n, query_point)
                 continue
             point = None
             if query_point is not None:
                 y = min(max(query_point[0] * self.k_p - stripe, 0.0), 1.0)
                 point = (y, query_point[1])
             full = attention.new_zeros(attention.shape[0], self.k_p * m, n)
-            full[:, stripe * m : (stripe + 1) * m] = attention_to_map(attention, (m, n), point)
+            full[:, stripe * m : (stripe + 1) * m] = attention_map(attention, m, n, point)
             maps[key] = full
         return maps
 

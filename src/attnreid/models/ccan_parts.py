@@ -129,27 +129,3 @@ class BranchHead(nn.Module):
         # pooled: (B, in_dim) -> feat (B, d), logits (B, num_classes)
         feat = self.fc1(self.pool_bn(pooled))
         return feat, self.classifier(feat)
-
-
-def attention_to_map(
-    attention: Tensor, map_size: tuple[int, int], query_point: tuple[float, float] | None
-) -> Tensor:
-    """``(B, MN, MN)`` attention -> ``(B, M, N)`` map.
-
-    With ``query_point=(y, x)`` in ``[0, 1]``: the row of the nearest position (its weights over
-    all positions); without: the mean attention each position receives (column mean).
-    """
-    m, n = map_size
-    if query_point is None:
-        return attention.mean(dim=1).reshape(-1, m, n)
-    y, x = query_point
-    row = min(max(int(y * m), 0), m - 1)
-    col = min(max(int(x * n), 0), n - 1)
-    return attention[:, row * n + col, :].reshape(-1, m, n)
-
-
-def check_query_point(query_point: tuple[float, float] | None) -> None:
-    if query_point is None:
-        return
-    if len(query_point) != 2 or not all(0.0 <= float(v) <= 1.0 for v in query_point):
-        raise ModelError(f"query_point must be (y, x) in [0, 1], got {query_point!r}")

@@ -49,7 +49,8 @@ from torch import Tensor, nn
 from attnreid.errors import ConfigError, ModelError
 from attnreid.losses.duatm import convex_combine
 from attnreid.losses.triplet import pairwise_distance
-from attnreid.models.attention.dual_attention import DualAttention, cell_index
+from attnreid.models.attention.dual_attention import DualAttention
+from attnreid.models.attention.maps import cell_index
 from attnreid.models.backbones import build_backbone
 from attnreid.models.registry import ReIDModel, register_model
 

@@ -51,17 +51,6 @@ from attnreid.models.attention.duatm_kernel import (
 MATCHINGS = ("full", "intra", "inter")
 
 
-def cell_index(query_point: tuple[float, float], height: int, width: int) -> int:
-    """Row-major index of the ``height x width`` cell containing ``(y, x)`` in [0, 1]."""
-    try:
-        y, x = (float(v) for v in query_point)
-    except (TypeError, ValueError):
-        raise ConfigError(f"query point must be a pair (y, x), got {query_point!r}") from None
-    if not (0.0 <= y <= 1.0 and 0.0 <= x <= 1.0):
-        raise ConfigError(f"query point (y, x) must lie in [0, 1] x [0, 1], got ({y:g}, {x:g})")
-    return min(int(y * height), height - 1) * width + min(int(x * width), width - 1)
-
-
 class DualAttention(nn.Module):
     """The dual attention block (eq. 1-3) and the sequence distance (eq. 4-5).
 

@@ -61,22 +61,12 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from attnreid.errors import ConfigError, ModelError
+from attnreid.errors import ModelError
+from attnreid.models.attention.maps import attention_map
+from attnreid.models.attention.maps import cell_index as query_index  # noqa: F401  (re-exported)
 
 SCORES = ("softmax", "sigmoid")
 AGGREGATIONS = ("position", "global")
-
-
-def query_index(query_point: tuple[float, float], height: int, width: int) -> int:
-    """Row-major index of the ``height x width`` feature cell containing ``(y, x)`` in [0, 1]."""
-    try:
-        y, x = (float(v) for v in query_point)
-    except (TypeError, ValueError):
-        raise ConfigError(f"query point must be a pair (y, x), got {query_point!r}") from None
-    if not (0.0 <= y <= 1.0 and 0.0 <= x <= 1.0):
-        raise ConfigError(f"query point (y, x) must lie in [0, 1] x [0, 1], got ({y:g}, {x:g})")
-    row, col = min(int(y * height), height - 1), min(int(x * width), width - 1)
-    return row * width + col
 
 
 def _reduced(channels: int, reduction: int, what: str) -> int:
@@ -152,11 +142,8 @@ class SelfAttention(nn.Module):
         position whose cell contains the point, over all positions. Without: the mean score
         each position receives from all output positions.
         """
-        b, _, hh, ww = x.shape
-        s = self.attention(x)  # (B, L, L)
-        if query_point is None:
-            return s.mean(dim=1).reshape(b, hh, ww)
-        return s[:, query_index(query_point, hh, ww), :].reshape(b, hh, ww)
+        _, _, hh, ww = x.shape
+        return attention_map(self.attention(x), hh, ww, query_point)  # (B, h, w)
 
     def forward(self, x: Tensor) -> Tensor:
         # x: (B, D, h, w)

@@ -37,6 +37,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from attnreid.errors import ModelError
+from attnreid.models.attention.maps import attention_map  # noqa: F401  (re-exported)
 
 IMPLEMENTATIONS = ("fused", "literal")
 
@@ -138,26 +139,3 @@ def literal_attention(theta: Tensor) -> Tensor:
     ibar = (eye - torch.ones_like(eye) / d) / d  # (d, d)
     sigma = theta @ ibar @ theta.transpose(1, 2)  # (B, L, L)
     return torch.softmax(sigma / d**0.5, dim=-1)
-
-
-def attention_map(
-    attn: Tensor, height: int, width: int, query_point: tuple[float, float] | None = None
-) -> Tensor:
-    """Turn a ``(B, L, L)`` attention matrix over an ``height x width`` map into a
-    ``(B, height, width)`` map (the attention-visualisation protocol).
-
-    With ``query_point=(y, x)`` in ``[0, 1]`` image coordinates: the weights that the nearest
-    feature position gives to every position. Without: the mean attention each position
-    receives (the column mean).
-    """
-    b, n, m = attn.shape
-    if n != height * width or m != n:
-        raise ValueError(f"attention of shape {tuple(attn.shape)} does not fit {height}x{width}")
-    if query_point is None:
-        return attn.mean(dim=1).reshape(b, height, width)
-    y, x = query_point
-    if not (0.0 <= y <= 1.0 and 0.0 <= x <= 1.0):
-        raise ModelError(f"query_point must be (y, x) in [0, 1], got {query_point!r}")
-    row = min(int(y * height), height - 1)
-    col = min(int(x * width), width - 1)
-    return attn[:, row * width + col, :].reshape(b, height, width)
