@@ -87,8 +87,13 @@ def test_pretrained_weights_file_with_a_payload_is_refused(tmp_path):
 
     path, marker = _crafted(tmp_path, "zip")
     weights = path.rename(tmp_path / "weights.pth")
-    with pytest.raises(ModelError, match=f"cannot read weights file {weights}"):
+    with pytest.raises(ModelError) as exc:
         load_weights_file(weights)
+    assert str(exc.value) == (
+        f"weights file {weights} was refused: it holds objects other than tensors and plain "
+        f"data, and loading it could run code ({REASON})"
+    )
+    assert "weights_only=False" not in str(exc.value)
     assert not marker.exists()
 
 

@@ -10,8 +10,6 @@ another architecture or class count with a clear message. Loading uses
 
 from __future__ import annotations
 
-import pickle
-import warnings
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +19,7 @@ from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
 from attnreid.errors import CheckpointError
 from attnreid.models.registry import ReIDModel, build_model
 from attnreid.utils.io import atomic_write
+from attnreid.utils.safe_load import RefusedFile, load_tensors_only
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):
@@ -38,30 +37,17 @@ class AtomicCheckpointIO(TorchCheckpointIO):
         return read_checkpoint(path)
 
 
-def _refusal_reason(text: str) -> str:
-    """The line of torch's ``weights_only`` refusal that says what was refused (its other
-    lines advise loading with ``weights_only=False``, which is what must not happen)."""
-    for line in text.splitlines():
-        line = line.strip()
-        if "GLOBAL" in line or line.lower().startswith("unsupported"):
-            return line.rstrip(".")
-    return "unsupported content"
-
-
 def read_checkpoint(path: str | Path) -> dict[str, Any]:
     """Load a checkpoint dict without executing code; clear errors for bad files."""
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"checkpoint {path} does not exist")
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # torch's notes on legacy (non-zip) files
-            ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as exc:
-        first = _refusal_reason(str(exc))
+        ckpt = load_tensors_only(path)
+    except RefusedFile as exc:
         raise CheckpointError(
             f"checkpoint {path} was refused: it holds objects other than tensors and plain "
-            f"data, and loading it could run code ({first})"
+            f"data, and loading it could run code ({exc.reason})"
         ) from None
     except (RuntimeError, OSError, EOFError, ValueError) as exc:
         raise CheckpointError(f"checkpoint {path} is not a readable torch file: {exc}") from None

@@ -38,6 +38,7 @@ from attnreid.errors import ModelError
 from attnreid.models.backbones.base import check_backbone_name
 from attnreid.models.backbones.efficientnet import is_lukemelas_layout, lukemelas_to_timm
 from attnreid.models.backbones.mobilenet import is_legacy_layout, legacy_to_torchvision
+from attnreid.utils.safe_load import RefusedFile, load_tensors_only
 
 
 @dataclass(frozen=True)
@@ -147,7 +148,12 @@ def load_weights_file(path: str | os.PathLike[str]) -> dict[str, Tensor]:
             raise ModelError(f"cannot read {path} as safetensors: {_one_line(exc)}") from exc
     else:
         try:
-            obj = torch.load(path, map_location="cpu", weights_only=True)
+            obj = load_tensors_only(path)
+        except RefusedFile as exc:
+            raise ModelError(
+                f"weights file {path} was refused: it holds objects other than tensors and "
+                f"plain data, and loading it could run code ({exc.reason})"
+            ) from None
         except Exception as exc:  # pickle, zip and weights_only errors have many types
             raise ModelError(
                 f"cannot read weights file {path} (expected a state dict saved with torch.save "
