@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import shutil
+
 import pytest
 
 from attnreid.config import CONFIG_DIR, load_config
@@ -24,7 +26,11 @@ def test_preset_trains_one_step(preset, tiny_synth, tmp_path):
         preset, [*tiny_train_overrides(tiny_synth, tmp_path / preset, **extra)],
         model={"options": options},
     )
-    result = train(cfg)
-    assert result["epochs"] == 1
-    assert len(result["evaluations"]) == 1
-    assert 0.0 <= result["evaluations"][0]["mAP"] <= 1.0
+    try:
+        result = train(cfg)
+        assert result["epochs"] == 1
+        assert len(result["evaluations"]) == 1
+        assert 0.0 <= result["evaluations"][0]["mAP"] <= 1.0
+        assert (tmp_path / preset / "checkpoints" / "last.ckpt").is_file()
+    finally:  # full-size networks: about 1 GB of checkpoints per preset, 100 presets
+        shutil.rmtree(tmp_path / preset, ignore_errors=True)
