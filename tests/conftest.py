@@ -13,6 +13,25 @@ REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared"
 
 
+#: A small Market-1501 tree for make_market: two training identities, one query each of
+#: two identities, their gallery images, a distractor (0000) and a junk image (-1).
+MARKET = {
+    "bounding_box_train": [
+        "0002_c1s1_000451_03.jpg",
+        "0002_c2s1_000551_01.jpg",
+        "0007_c3s1_000101_01.jpg",
+        "0007_c1s1_000201_02.jpg",
+    ],
+    "query": ["0001_c1s1_001051_00.jpg", "0003_c2s1_000301_00.jpg"],
+    "bounding_box_test": [
+        "0001_c2s1_000001_01.jpg",
+        "0001_c1s1_000002_01.jpg",
+        "0003_c1s1_000003_01.jpg",
+        "0000_c1s1_000004_01.jpg",
+        "-1_c1s1_000005_01.jpg",
+    ],
+}
+
 def write_image(
     path: Path, seed: int = 0, size: tuple[int, int] = (32, 64), fmt: str | None = None
 ) -> Path:

@@ -6,24 +6,7 @@ import pytest
 
 from attnreid.data import build_dataset, read_image
 from attnreid.errors import ConfigError, DatasetError
-from tests.conftest import write_image
-
-MARKET = {
-    "bounding_box_train": [
-        "0002_c1s1_000451_03.jpg",
-        "0002_c2s1_000551_01.jpg",
-        "0007_c3s1_000101_01.jpg",
-        "0007_c1s1_000201_02.jpg",
-    ],
-    "query": ["0001_c1s1_001051_00.jpg", "0003_c2s1_000301_00.jpg"],
-    "bounding_box_test": [
-        "0001_c2s1_000001_01.jpg",
-        "0001_c1s1_000002_01.jpg",
-        "0003_c1s1_000003_01.jpg",
-        "0000_c1s1_000004_01.jpg",
-        "-1_c1s1_000005_01.jpg",
-    ],
-}
+from tests.conftest import MARKET, write_image
 
 
 def test_market_layout(make_market):

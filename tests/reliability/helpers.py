@@ -10,22 +10,6 @@ import torch
 
 from attnreid.cli.main import main
 
-#: A Market-1501 tree with two training identities (make_market's format).
-MARKET = {
-    "bounding_box_train": [
-        "0002_c1s1_000451_03.jpg",
-        "0002_c2s1_000551_01.jpg",
-        "0007_c3s1_000101_01.jpg",
-        "0007_c1s1_000201_02.jpg",
-    ],
-    "query": ["0001_c1s1_001051_00.jpg", "0003_c2s1_000301_00.jpg"],
-    "bounding_box_test": [
-        "0001_c2s1_000001_01.jpg",
-        "0003_c1s1_000003_01.jpg",
-        "0000_c1s1_000004_01.jpg",
-    ],
-}
-
 
 def cli_error(capsys: pytest.CaptureFixture[str], *argv: str) -> str:
     """Run ``attnreid ARGV``; assert it fails with exactly one ``error:`` line (exit 2) and

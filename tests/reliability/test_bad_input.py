@@ -17,9 +17,9 @@ from attnreid.config import load_config
 from attnreid.data import build_test_loader, build_transforms, read_image
 from attnreid.data.base import ReIDItem
 from attnreid.errors import DatasetError
-from tests.conftest import tiny_train_overrides, write_image
+from tests.conftest import MARKET, tiny_train_overrides, write_image
 from tests.data.cuhk03_mat import write_split_mat
-from tests.reliability.helpers import MARKET, cli_error, write_checkpoint
+from tests.reliability.helpers import cli_error, write_checkpoint
 
 
 def _stats(capsys, root, name: str = "market1501", *options: str) -> str:
