@@ -3,8 +3,8 @@ from __future__ import annotations
 import pytest
 
 from attnreid.cli.main import main
+from tests.conftest import MARKET
 from tests.data.test_cuhk03 import _raw_release
-from tests.data.test_datasets import MARKET
 
 
 def test_help():

@@ -7,7 +7,7 @@ import pytest
 from attnreid.data import build_dataset
 from attnreid.data.stats import compare_with_published, distributed_counts
 from attnreid.errors import DatasetError
-from tests.data.test_datasets import MARKET
+from tests.conftest import MARKET
 
 
 def test_junk_is_counted_as_distributed(make_market):
