@@ -5,7 +5,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-$(shell cat requirements.lock pyproject.toml | cksum | cut -d' ' -f1)
 
-.PHONY: demo test lint bench clean-venv
+.PHONY: demo test test-fast lint bench clean-venv
 
 $(STAMP): requirements.lock pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -19,6 +19,11 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(PY) -m pytest -q
+	$(PY) -m ruff check src tests benchmarks
+
+# the quick loop for developers: everything but the end-to-end (slow) tests
+test-fast: $(STAMP)
+	$(PY) -m pytest -q -m "not slow"
 	$(PY) -m ruff check src tests benchmarks
 
 lint: $(STAMP)

@@ -83,7 +83,6 @@ def tiny_train_overrides(root: Path, out: Path, **extra: object) -> list[str]:
     """Overrides that make any preset train in seconds on the tiny synthetic set."""
     base = {
         "data.dataset": "synth",
-        "data.options": "{}",
         "data.root": str(root),
         "data.height": 64,
         "data.width": 32,
@@ -101,4 +100,4 @@ def tiny_train_overrides(root: Path, out: Path, **extra: object) -> list[str]:
         "output_dir": str(out),
     }
     base.update({k: v for k, v in extra.items()})
-    return [f"{k}={v}" for k, v in base.items()]
+    return ["~data.options", *(f"{k}={v}" for k, v in base.items())]  # the preset's go

@@ -1,9 +1,10 @@
 """attnreid: attention-based person re-identification.
 
 >>> import attnreid
+>>> cfg = attnreid.load_config("sona2_net_cpu")                              # doctest: +SKIP
 >>> ds = attnreid.data.build_dataset("cuhk01", "../shared/data/cuhk01")        # doctest: +SKIP
->>> model = attnreid.build_model("resnet50", ds.num_train_pids)              # doctest: +SKIP
->>> print(attnreid.evaluate(model, ds).as_dict())                             # doctest: +SKIP
+>>> model = attnreid.build_model_from_config(cfg, ds.num_train_pids)          # doctest: +SKIP
+>>> print(attnreid.evaluate(model, ds).as_dict())  # the preset's test settings # doctest: +SKIP
 
 Sub-packages and the functions below are imported on first use, so ``attnreid --version``
 and ``import attnreid`` stay fast.
@@ -18,6 +19,8 @@ __version__ = "0.1.0"
 
 _LAZY = {
     "build_model": "attnreid.models",
+    "build_model_from_config": "attnreid.engine.build",
+    "load_model_from_checkpoint": "attnreid.engine.checkpoint",
     "list_models": "attnreid.models",
     "evaluate": "attnreid.evaluation",
     "evaluate_rank": "attnreid.evaluation",

@@ -1,17 +1,29 @@
 """Configuration: YAML presets, inheritance, and ``key=value`` overrides, all validated.
 
 A preset is a YAML file whose keys are a subset of :data:`DEFAULTS`; ``_base_: other.yaml``
-(relative to the file, or a preset name) inherits another preset. Command-line overrides use
-dotted keys with YAML values: ``optim.lr=3e-4 data.height=128 model.options.backbone=resnet18``.
-An unknown key is an error that suggests the closest known key; a value of the wrong type is
-an error that names the key and the expected type. ``model.options``, ``data.options`` and the
-``loss`` list are free-form here and validated by the model, dataset and loss builders.
+(relative to the file, or a preset name) inherits another preset. The presets ship inside the
+package (``attnreid/configs/*.yaml``, read through :mod:`importlib.resources`), so a plain
+``pip install`` has them; ``-c path/to/file.yaml`` reads any other file. Command-line overrides
+use dotted keys with YAML values: ``optim.lr=3e-4 data.height=128
+model.options.backbone=resnet18``. An unknown key is an error that suggests the closest known
+key; a value of the wrong type is an error that names the key and the expected type.
+``model.options``, ``data.options`` and the ``loss`` list are free-form here and validated by
+the model, dataset and loss builders.
+
+**Merging.** ``_base_`` inheritance and overrides deep-merge every mapping, free-form ones
+included: ``model.options.backbone=resnet18`` changes the backbone and keeps the preset's other
+options. Lists (``loss``, ``sched.milestones``) and other values are replaced whole. Removing a
+key of a free-form mapping is explicit: ``~model.options.last_stride`` on the command line
+(``~model.options``: every key; ``model.options={}`` merges nothing and changes nothing), or
+``_delete_: [last_stride]`` inside the mapping of a YAML file (``_delete_: true`` drops every
+inherited key of that mapping: the file's mapping replaces the parent's, as in mmcv).
 """
 
 from __future__ import annotations
 
 import copy
 import difflib
+import importlib.resources
 import re
 from collections.abc import Iterable, Mapping
 from pathlib import Path
@@ -21,8 +33,11 @@ import yaml
 
 from attnreid.errors import ConfigError
 
-CONFIG_DIR = Path(__file__).resolve().parents[2] / "configs"
+#: The presets shipped in the package (a plain folder once installed by pip or setuptools).
+CONFIG_DIR = Path(str(importlib.resources.files("attnreid") / "configs"))
 FREE_FORM = {"model.options", "data.options", "loss", "data.transforms.resize_crop"}
+#: Keys that also take a list of what their default's type is (several datasets).
+LIST_TOO = {"data.dataset"}
 
 DEFAULTS: dict[str, Any] = {
     "name": "run",
@@ -30,7 +45,7 @@ DEFAULTS: dict[str, Any] = {
     "device": "auto",  # auto | cpu | cuda | cuda:N
     "output_dir": "runs/${name}",
     "data": {
-        "dataset": "synth",
+        "dataset": "synth",  # a name, or a list of names / {name, root, options} (data/combine.py)
         "root": "data/synth",
         "options": {},
         "height": 256,
@@ -53,12 +68,18 @@ DEFAULTS: dict[str, Any] = {
             "vflip": 0.0,
             "color_jitter": 0.0,
             "random_erasing": 0.0,
+            "random_erasing_style": "torchvision",  # torchvision | zhong (Zhong et al.: CCAN)
             "random_erasing_start_epoch": 0,  # CCAN: random erasing from epoch 50 on
             "cutout": 0.0,
             "cutout_size": 64,
         },
     },
-    "model": {"name": "resnet50", "pretrained": "none", "options": {}},
+    "model": {
+        "name": "resnet50",
+        "pretrained": "none",  # none | imagenet | a weights file: the backbone's start
+        "init_from": None,  # a re-ID checkpoint: every tensor that fits (engine/init_from.py)
+        "options": {},
+    },
     "loss": [
         {"type": "cross_entropy", "weight": 1.0, "epsilon": 0.1},
         {"type": "triplet", "weight": 1.0, "margin": 0.3},
@@ -108,6 +129,7 @@ DEFAULTS: dict[str, Any] = {
         "rerank_k2": 6,
         "rerank_lambda": 0.3,
         "block_threshold": 67108864,  # query x gallery distances above which: query blocks
+        "targets": [],  # attnreid eval: test sets, one row each ([]: the training data's)
     },
 }
 
@@ -157,23 +179,56 @@ def _read_yaml(path: Path, seen: tuple[Path, ...] = ()) -> dict[str, Any]:
     return _merge(_read_yaml(base_path, (*seen, path)), data, "", strict=False)
 
 
+def _free_form(dotted: str) -> bool:
+    """Whether ``dotted`` is a free-form mapping or lies inside one."""
+    return any(dotted == f or dotted.startswith(f"{f}.") for f in FREE_FORM)
+
+
 def _merge(
     base: dict[str, Any], new: Mapping[str, Any], prefix: str, strict: bool
 ) -> dict[str, Any]:
+    """``base`` deep-merged with ``new`` (see the module docstring); ``strict``: keys of
+    ``new`` outside free-form mappings must exist in ``base``."""
     out = copy.deepcopy(base)
+    new = dict(new)
+    delete = new.pop("_delete_", None)
+    if delete is not None:
+        out = _delete(out, delete, prefix)
     for key, value in new.items():
         dotted = f"{prefix}{key}"
-        if strict and key not in out:
+        free = _free_form(dotted)
+        if strict and not free and key not in out:
             _unknown(dotted, prefix, out)
-        if (
-            isinstance(value, Mapping)
-            and isinstance(out.get(key), dict)
-            and dotted not in FREE_FORM
-        ):
-            out[key] = _merge(out[key], value, f"{dotted}.", strict)
+        if isinstance(value, Mapping) and isinstance(out.get(key), dict):
+            out[key] = _merge(out[key], value, f"{dotted}.", strict and not free)
+        elif isinstance(value, Mapping):  # a new mapping: only its own deletions to drop
+            out[key] = _merge({}, value, f"{dotted}.", strict=False)
         else:
             out[key] = copy.deepcopy(value)
     return out
+
+
+def _delete(section: dict[str, Any], delete: Any, prefix: str) -> dict[str, Any]:
+    """``section`` without the keys ``delete`` names (``True``: without any key)."""
+    where = prefix.rstrip(".") or "the config"
+    if not _free_form(prefix.rstrip(".")):
+        raise ConfigError(
+            f"keys of {where!r} cannot be removed (only those of model.options, data.options and "
+            "data.transforms.resize_crop): "
+            "set the value instead"
+        )
+    if delete is True:
+        return {}
+    names = [delete] if isinstance(delete, str) else delete
+    if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+        raise ConfigError(f"_delete_ in {where!r} must be true or a list of key names")
+    for name in names:
+        if name not in section:
+            close = difflib.get_close_matches(name, list(section), n=1)
+            hint = f"; did you mean '{prefix}{close[0]}'?" if close else ""
+            raise ConfigError(f"cannot remove config key '{prefix}{name}': it is not set{hint}")
+        del section[name]
+    return section
 
 
 def _unknown(dotted: str, prefix: str, section: Mapping[str, Any]) -> None:
@@ -195,7 +250,9 @@ def _check_types(cfg: Mapping[str, Any], ref: Mapping[str, Any], prefix: str = "
             _check_types(value, default, f"{dotted}.")
             continue
         ok = (
-            isinstance(value, bool)
+            isinstance(value, list)
+            if dotted in LIST_TOO and isinstance(value, list)
+            else isinstance(value, bool)
             if isinstance(default, bool)
             else isinstance(value, int) and not isinstance(value, bool)
             if isinstance(default, int)
@@ -211,11 +268,27 @@ def _check_types(cfg: Mapping[str, Any], ref: Mapping[str, Any], prefix: str = "
 
 
 def parse_overrides(overrides: Iterable[str]) -> dict[str, Any]:
-    """``["a.b=1", "c=x"]`` -> nested dict, values parsed as YAML."""
+    """``["a.b=1", "c=x", "~d.e"]`` -> nested dict, values parsed as YAML; ``~d.e`` removes
+    key ``e`` of the free-form mapping ``d`` (``{"d": {"_delete_": ["e"]}}``), ``~d`` every
+    key of ``d`` (``{"d": {"_delete_": True}}``)."""
     out: dict[str, Any] = {}
     for item in overrides:
+        if item.startswith("~") and "=" not in item:
+            key = item[1:].strip()
+            *parents, last = key.split(".")
+            node = out
+            for part in parents if key not in FREE_FORM else key.split("."):
+                node = node.setdefault(part, {})
+            if key in FREE_FORM:  # ~model.options: the whole mapping
+                node["_delete_"] = True
+            else:
+                node.setdefault("_delete_", []).append(last)
+            continue
         if "=" not in item:
-            raise ConfigError(f"override {item!r} must look like key=value (e.g. optim.lr=3e-4)")
+            raise ConfigError(
+                f"override {item!r} must look like key=value (e.g. optim.lr=3e-4), "
+                "or ~key to remove a key (e.g. ~model.options.last_stride)"
+            )
         key, raw = item.split("=", 1)
         try:
             value = yaml_load(raw) if raw != "" else ""

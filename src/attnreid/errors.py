@@ -7,6 +7,8 @@ The CLI prints ``error: <message>`` and exits with status 2 instead of a traceba
 
 from __future__ import annotations
 
+from pathlib import Path
+
 
 class AttnReidError(Exception):
     """Base class of all user-facing errors."""
@@ -31,3 +33,15 @@ class CheckpointError(AttnReidError):
 class TrainingError(AttnReidError):
     """Training cannot go on (e.g. the loss became NaN); the message names the last good
     checkpoint to resume from."""
+
+
+def wrong_file(path: str | Path, what: str, expected: str) -> str:
+    """The line for a file that is not what an option expects: ``{what} {path} is not
+    {expected}`` (``is empty, not ...`` for an empty file).
+
+    The reader's own error text is left out on purpose: it is rarely one line, and numpy's and
+    torch's advise loading the file unsafely (``allow_pickle``, ``weights_only=False``).
+    """
+    path = Path(path)
+    empty = path.is_file() and path.stat().st_size == 0
+    return f"{what} {path} is {'empty, ' if empty else ''}not {expected}"

@@ -4,16 +4,17 @@ from __future__ import annotations
 
 import json
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
-from PIL import Image
 
 from attnreid.cli.main import main
 from attnreid.evaluation.features import load_features
 from attnreid.evaluation.metrics import evaluate_rank
 from tests.evaluation.rerank_reference import re_ranking_reference
 from tests.retrieval.helpers import fake_checkpoint
+from tests.viz.expected import assert_ranks_picture
 
 
 @pytest.fixture(scope="module")
@@ -63,8 +64,12 @@ def test_build_add_search(setup, capsys, tmp_path):
     assert [len(r["hits"]) for r in out] == [3, 3]
     assert out[0]["hits"][0]["path"] == str(query.resolve()) and out[0]["hits"][0]["rank"] == 1
     assert out[0]["hits"][0]["pid"] == int(query.name.split("_")[0])
-    img = np.asarray(Image.open(strip).convert("RGB")).astype(int)
-    assert img.shape[0] > 100 and img.shape[1] > 4 * 64 and img.std() > 10
+    # the strip: each query, then its hits in rank order, framed green / red by identity
+    rows = [
+        ((q, int(Path(q).name.split("_")[0])), [(h["path"], h["pid"]) for h in r["hits"]])
+        for q, r in zip([str(query), other], out)
+    ]
+    assert_ranks_picture(strip, rows, height=128, width=64, border=4)  # draw_ranks' defaults
 
     assert main(["index", "info", str(index)]) == 0
     info = json.loads(capsys.readouterr().out)

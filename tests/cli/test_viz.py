@@ -9,9 +9,12 @@ from PIL import Image
 
 from attnreid.cli.main import main
 from attnreid.config import load_config
+from attnreid.data import build_transforms, read_image
+from attnreid.engine.checkpoint import load_model_from_checkpoint
 from attnreid.models import build_model
 from attnreid.viz.attention import HEADER_PX
 from tests.conftest import tiny_train_overrides, write_image
+from tests.viz.expected import blended_overlay
 
 
 def _fake_checkpoint(path, name: str, options: dict) -> None:
@@ -41,6 +44,22 @@ def test_help(capsys):
     assert exc.value.code == 2
 
 
+def _hand_map(model, image, height, width, point=None) -> torch.Tensor:
+    """SA-ResNet's attention map computed here: the scores of the attention block over the
+    backbone's map of the test-transformed image; the column mean, or the row of the cell
+    holding ``point``."""
+    x = build_transforms(height, width, train=False, mean=model.input_mean,
+                         std=model.input_std)(image)[None]  # fmt: skip
+    with torch.no_grad():
+        fmap = model.backbone(x)
+        scores = model.attention.attention(fmap)[0]  # (L, L), row j attends over columns i
+    h, w = fmap.shape[-2:]
+    if point is None:
+        return scores.mean(0).view(h, w)
+    row = min(int(point[0] * h), h - 1) * w + min(int(point[1] * w), w - 1)
+    return scores[row].view(h, w)
+
+
 @pytest.mark.slow
 def test_viz_attention_of_a_trained_model(tiny_synth, tmp_path, capsys, monkeypatch):
     out = tmp_path / "run"
@@ -68,19 +87,30 @@ def test_viz_attention_of_a_trained_model(tiny_synth, tmp_path, capsys, monkeypa
     assert main(["viz", "attention", "--checkpoint", str(ckpt), "--image", str(query),
                  "-o", str(png)]) == 0  # fmt: skip
     assert "self_attention (4, 2)" in capsys.readouterr().out  # 64x32, resnet18, stride 16
-    img = np.asarray(Image.open(png).convert("RGB")).astype(int)
+    img = np.asarray(Image.open(png).convert("RGB")).astype(float)
     # the training size (64x32), two panels (image, self_attention), magnified twice
     assert img.shape == (64 * 2 + HEADER_PX, 2 * 32 * 2, 3)
-    panels = img[HEADER_PX:]
-    assert panels.std() > 10  # not blank
-    assert np.abs(panels[:, :64] - panels[:, 64:]).mean() > 5  # the overlay changes the image
+    model, _ = load_model_from_checkpoint(ckpt)
+    image = read_image(query)
+    attention = _hand_map(model, image, 64, 32)
+    assert not torch.allclose(attention, attention.mean().expand_as(attention))  # not flat
+    # the image panel, and over it the blend of the image and the coloured map, by hand
+    base, overlay = img[HEADER_PX:, :64], img[HEADER_PX:, 64:]
+    assert np.abs(overlay - blended_overlay(base, attention, scale=2)).max() <= 2
+    assert np.abs(overlay - blended_overlay(base, attention.flip(0), scale=2)).mean() > 5
 
-    # with a query point, and the default output name in the current folder
+    # with a query point (the row of its cell), and the default output name in the folder
     monkeypatch.chdir(tmp_path)
     assert main(["viz", "attention", "--checkpoint", str(ckpt), "--image", str(query),
                  "--point", "0.25,0.5", "--scale", "1"]) == 0  # fmt: skip
-    marked = Image.open(tmp_path / f"{query.stem}_attention.png")
-    assert marked.size == (2 * 32, 64 + HEADER_PX)
+    marked = np.asarray(Image.open(tmp_path / f"{query.stem}_attention.png").convert("RGB"))
+    assert marked.shape == (64 + HEADER_PX, 2 * 32, 3)
+    base, overlay = marked[HEADER_PX:, :32].astype(float), marked[HEADER_PX:, 32:].astype(float)
+    expected = blended_overlay(base, _hand_map(model, image, 64, 32, (0.25, 0.5)), scale=1)
+    # away from the cross marking the point (0.25 * 64, 0.5 * 32) = (16, 16) on both panels
+    rows, cols = np.mgrid[:64, :32]
+    far = np.hypot(rows - 16, cols - 16) > 10
+    assert np.abs(overlay - expected)[far].max() <= 2
 
 
 def test_models_without_attention_are_refused(tmp_path, capsys):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 
 import pytest
@@ -9,13 +10,14 @@ import pytest
 from attnreid.config import CONFIG_DIR, load_config
 from attnreid.engine.train import train
 from tests.conftest import tiny_train_overrides
+from tests.engine.oracle import assert_row, capture_scoring, reference_row
 
 PRESETS = sorted(p.stem for p in CONFIG_DIR.glob("*.yaml"))
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("preset", PRESETS)
-def test_preset_trains_one_step(preset, tiny_synth, tmp_path):
+def test_preset_trains_one_step(preset, tiny_synth, tmp_path, monkeypatch):
     base = load_config(preset)
     extra = {"train.max_epochs": 1, "train.max_steps_per_epoch": 1}
     if base["data"]["transforms"]["resize_crop"]:
@@ -26,11 +28,54 @@ def test_preset_trains_one_step(preset, tiny_synth, tmp_path):
         preset, [*tiny_train_overrides(tiny_synth, tmp_path / preset, **extra)],
         model={"options": options},
     )
+    scored = capture_scoring(monkeypatch)
     try:
         result = train(cfg)
         assert result["epochs"] == 1
-        assert len(result["evaluations"]) == 1
-        assert 0.0 <= result["evaluations"][0]["mAP"] <= 1.0
+        assert len(result["evaluations"]) == 1 and len(scored) == 1
+        row = result["evaluations"][0]
+        # the metrics of the features the evaluation extracted, by the reference loop
+        assert_row(row, reference_row(scored[0]))
+        history = json.loads((tmp_path / preset / "metrics.json").read_text())["evaluations"]
+        assert history == [row]
         assert (tmp_path / preset / "checkpoints" / "last.ckpt").is_file()
     finally:  # full-size networks: about 1 GB of checkpoints per preset, 100 presets
         shutil.rmtree(tmp_path / preset, ignore_errors=True)
+
+
+OSNET_PAIRS = {
+    "sona_bl_dbplus_osnet_cpu": "sona_bl_dbplus_cpu",
+    "sona2_net_osnet_cpu": "sona2_net_cpu",
+    "ccan_g_osnet_cpu": "ccan_g_cpu",
+    "ccan_osnet_cpu": "ccan_cpu",
+    "duatm_avgpool_osnet_cpu": "duatm_avgpool_cpu",
+    "duatm_osnet_cpu": "duatm_cpu",
+    "sa_resnet50_plain_osnet_cpu": "sa_resnet50_plain_cpu",
+    "sa_resnet50_osnet_cpu": "sa_resnet50_cpu",
+    "osnet_x0_25_cuhk01_cpu": "baseline_cuhk01_cpu",
+}
+
+
+@pytest.mark.parametrize("preset", sorted(OSNET_PAIRS))
+def test_osnet_presets_change_only_the_start_and_the_step(preset):
+    """Each _osnet_cpu row is its ImageNet-start twin with the MSMT17 OSNet x0.25 start, Adam
+    3.5e-4, the start's 256x128 input (DuATM: the twin's 160x64) and one evaluation at the end:
+    data, losses, schedule, epochs and evaluation settings are the twin's."""
+    cfg, twin = load_config(preset), load_config(OSNET_PAIRS[preset])
+    assert cfg["model"]["pretrained"].endswith("osnet_x0_25/osnet_x0_25_msmt17.pth")
+    assert (cfg["optim"]["name"], cfg["optim"]["lr"]) == ("adam", 3.5e-4)
+    size = (160, 64) if preset.startswith("duatm") else (256, 128)
+    assert (cfg["data"].pop("height"), cfg["data"].pop("width")) == size
+    assert cfg["train"].pop("eval_every") == cfg["train"]["max_epochs"]
+    for key in ("height", "width"):
+        twin["data"].pop(key)
+    twin["train"].pop("eval_every")
+    for key in ("data", "loss", "sched", "train", "eval"):
+        assert cfg[key] == twin[key], key
+    options = cfg["model"]["options"]
+    if preset.startswith("osnet"):
+        assert (cfg["model"]["name"], options) == ("osnet_x0_25", {})
+    else:
+        assert cfg["model"]["name"] == twin["model"]["name"]
+        assert options == {**twin["model"]["options"], **options}
+        assert options["backbone"] == "osnet_x0_25" and options.get("last_stride", 2) == 2

@@ -56,7 +56,7 @@ def test_measure_latencies_interleaves_models_and_uses_each_size():
 def test_train_seeds_cli(tiny_synth, tmp_path, capsys):
     out = tmp_path / "multi"
     ov = tiny_train_overrides(tiny_synth, out, **{"model.name": "resnet18", "train.max_epochs": 1})
-    assert main(["train", "-c", "demo", *ov, "model.options={}", "--seeds", "2"]) == 0
+    assert main(["train", "-c", "demo", *ov, "~model.options", "--seeds", "2"]) == 0
     printed = capsys.readouterr().out
     assert "(2 runs)" in printed and "±" in printed
     report = json.loads((out / "runs.json").read_text())

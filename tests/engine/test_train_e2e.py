@@ -9,10 +9,12 @@ import pytest
 import torch
 
 from attnreid.config import load_config
+from attnreid.data import build_dataset, build_transforms, read_image
 from attnreid.engine.checkpoint import load_model_from_checkpoint, read_checkpoint
 from attnreid.engine.train import train
 from attnreid.errors import CheckpointError
 from tests.conftest import tiny_train_overrides
+from tests.engine.oracle import assert_row, capture_scoring, reference_row
 
 pytestmark = pytest.mark.slow
 
@@ -21,7 +23,7 @@ def _cfg(root: Path, out: Path, **extra: object) -> dict:
     return load_config(None, tiny_train_overrides(root, out, **{"model.name": "resnet18", **extra}))
 
 
-def test_train_evaluate_resume_and_reload(tiny_synth, tmp_path):
+def test_train_evaluate_resume_and_reload(tiny_synth, tmp_path, monkeypatch):
     out = tmp_path / "run"
     result = train(_cfg(tiny_synth, out))
     ckpts = out / "checkpoints"
@@ -30,20 +32,41 @@ def test_train_evaluate_resume_and_reload(tiny_synth, tmp_path):
     assert {p.name for p in ckpts.iterdir()} == names  # weights also as .safetensors twins
     assert [e["epoch"] for e in result["evaluations"]] == [1, 2]
     history = json.loads((out / "metrics.json").read_text())["evaluations"]
-    assert 0.0 <= history[-1]["mAP"] <= 1.0 and history[-1]["num_valid_queries"] > 0
+    assert history == result["evaluations"]
+    # every query of the synthetic set has its identity in another camera of the gallery
+    dataset = build_dataset("synth", tiny_synth)
+    scorable = sum(
+        any(g.pid == q.pid and g.camid != q.camid for g in dataset.gallery) for q in dataset.query
+    )
+    assert history[-1]["num_valid_queries"] == scorable == len(dataset.query)
     assert (out / "logs" / "version_0" / "metrics.csv").is_file() and (
         out / "config.yaml"
     ).is_file()
     assert not list(ckpts.glob("*.tmp"))
 
     # resume from last.ckpt and train one more epoch
+    scored = capture_scoring(monkeypatch)
     resumed = train(_cfg(tiny_synth, out, **{"train.max_epochs": 3}), resume=True)
     assert resumed["epochs"] == 3
     assert [e["epoch"] for e in resumed["evaluations"]] == [1, 2, 3]
     assert read_checkpoint(ckpts / "last.ckpt")["epoch"] == 2  # 0-based: the third epoch
 
+    # the rows of the first two epochs are kept; the third is that of the resumed epoch,
+    # the reference metrics of the features its evaluation extracted
+    history = json.loads((out / "metrics.json").read_text())["evaluations"]
+    assert history == resumed["evaluations"] and history[:2] == result["evaluations"]
+    assert len(scored) == 1
+    assert_row(history[-1], reference_row(scored[0]))
+
     model, meta = load_model_from_checkpoint(ckpts / "last.ckpt")
     assert meta["model"] == "resnet18" and not model.training
+    # the last checkpoint holds the weights that epoch was evaluated with: the test features
+    # (mean of image and mirror) of two queries, by hand, are the ones scored
+    tf = build_transforms(64, 32, train=False, mean=model.input_mean, std=model.input_std)
+    x = torch.stack([tf(read_image(item.path)) for item in dataset.query[:2]])
+    with torch.no_grad():
+        hand = (model(x) + model(x.flip(-1))) / 2
+    torch.testing.assert_close(hand, scored[0]["query"].features[:2], atol=1e-5, rtol=1e-4)
     with torch.no_grad():
         assert model(torch.randn(2, 3, 64, 32)).shape == (2, 512)
     with pytest.raises(CheckpointError, match="holds model 'resnet18' but the config asks"):

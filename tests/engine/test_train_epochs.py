@@ -22,7 +22,7 @@ def test_each_epoch_iterates_the_sampler_at_its_own_epoch(tiny_synth, tmp_path, 
     monkeypatch.setattr(PKBatchSampler, "__iter__", recording_iter)
     ov = tiny_train_overrides(tiny_synth, tmp_path / "run", **{"train.max_epochs": 3})
     try:
-        train(load_config("demo", [*ov, "model.options={}", "train.eval_every=3"]))
+        train(load_config("demo", [*ov, "~model.options", "train.eval_every=3"]))
     finally:  # three epochs of checkpoints: about 1.5 GB
         shutil.rmtree(tmp_path / "run", ignore_errors=True)
     assert [epoch for epoch, _ in seen] == [0, 1, 2]

@@ -9,6 +9,7 @@ from attnreid.engine import train as train_module
 from attnreid.engine.train import train
 from tests.conftest import tiny_train_overrides
 from tests.data.trees import MARS_QUERY, MARS_TEST, MARS_TRAIN, build_mars
+from tests.engine.oracle import assert_row, capture_scoring, reference_row
 
 pytestmark = pytest.mark.slow
 
@@ -28,6 +29,7 @@ def test_mars_trains_one_step(tmp_path, monkeypatch, capsys):
         return model
 
     monkeypatch.setattr(train_module, "build_model_from_config", spy)
+    scored = capture_scoring(monkeypatch)
     overrides = tiny_train_overrides(
         root,
         tmp_path / "run",
@@ -45,9 +47,12 @@ def test_mars_trains_one_step(tmp_path, monkeypatch, capsys):
         },
     )
     result = train(load_config(None, overrides))
-    assert result["epochs"] == 3 and len(result["evaluations"]) == 1
-    assert 0.0 <= result["evaluations"][0]["mAP"] <= 1.0
-    assert result["evaluations"][0]["num_valid_queries"] == 2  # tracklet-level: 2 queries
+    assert result["epochs"] == 3 and len(result["evaluations"]) == 1 and len(scored) == 1
+    row = result["evaluations"][0]
+    assert row["num_valid_queries"] == 2  # tracklet-level: 2 queries
+    # one feature per tracklet, scored as the reference scores them
+    assert len(scored[0]["query"]) == len(MARS_QUERY)
+    assert_row(row, reference_row(scored[0]))
     train_shapes = {s for training, s in shapes if training}
     assert train_shapes == {(12, 3, 64, 32)}  # 3 ids x 2 tracklets x 2 frames, flattened
     assert all(len(s) == 4 and s[0] <= 32 for training, s in shapes if not training)
@@ -75,7 +80,7 @@ def test_bad_image_without_skipping_names_the_file(tmp_path):
 def test_every_extraction_uses_the_configs_test_clips(tmp_path, test_seq_len, expected):
     """evaluation, extract, pictures and indexes share test_loader_from_config"""
     from attnreid.data import build_dataset
-    from attnreid.engine.build import test_loader_from_config
+    from attnreid.evaluation.evaluate import test_loader_from_config
 
     root = build_mars(tmp_path / "MARS", MARS_TRAIN, MARS_TEST, MARS_QUERY, size=(16, 32))
     cfg = load_config(

@@ -25,6 +25,10 @@ ALL = [
     "efficientnet_lite0",
     "googlenet",
     "mobilenet_v2",
+    "osnet_x0_25",
+    "osnet_x0_5",
+    "osnet_x0_75",
+    "osnet_x1_0",
     "resnet101",
     "resnet152",
     "resnet18",
@@ -129,7 +133,7 @@ def test_stage_shapes_and_strides(name: str) -> None:
     assert final.shape == outs[-1].shape
     for out, channels, stride in zip(outs, net.stage_channels, net.stage_strides, strict=True):
         assert tuple(out.shape) == (1, channels, h // stride, w // stride)
-    assert net.stage_strides[-1] == 32
+    assert net.stage_strides[-1] == (16 if name.startswith("osnet") else 32)
     expected_final = {"resnet50": (1, 2048, 8, 4), "densenet121": (1, 1024, 8, 4)}
     if name in expected_final:
         assert tuple(final.shape) == expected_final[name]
@@ -200,6 +204,16 @@ def test_heads_dropped_and_normalisation() -> None:
     assert resnet.mean == (0.485, 0.456, 0.406) and resnet.std == (0.229, 0.224, 0.225)
     assert "stages.0.conv1.weight" in resnet.state_dict()
     assert "stages.4.1.conv2.weight" in resnet.state_dict()
+
+
+def test_googlenet_5x5_branch_is_torchvisions_3x3() -> None:
+    """The deviation the googlenet module documents: branch3 ("5x5") has a 3x3 kernel."""
+    net = build_backbone("googlenet")
+    blocks = [m for m in net.modules() if type(m).__name__ == "Inception"]
+    assert len(blocks) == 9  # 3a, 3b, 4a-4e, 5a, 5b
+    for block in blocks:
+        conv = block.branch3[1].conv
+        assert conv.kernel_size == (3, 3) and conv.padding == (1, 1)
 
 
 def test_stages_can_be_chained_and_copied() -> None:

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import importlib
+
 import numpy as np
 import pytest
 import torch
 
 from attnreid.config import CONFIG_DIR, load_config
 from attnreid.engine import build as build_module
-from attnreid.engine.optim import lr_factor
+from attnreid.engine.optim import build_optimizer, build_scheduler
 from attnreid.errors import ModelError
 from attnreid.evaluation.blocked import feature_distance_blocks
 from attnreid.evaluation.distance import compute_distance
@@ -20,6 +22,8 @@ from attnreid.models.attention.self_attention import SelfAttention
 from attnreid.models.attention.spatial_attention import SpatialAttention
 from attnreid.models.sa_resnet import SAResNet
 from tests.conftest import tiny_train_overrides
+
+evaluate_module = importlib.import_module("attnreid.evaluation.evaluate")
 
 VARIANTS = {
     "sa_resnet50": (SelfAttention, "softmax"),
@@ -183,11 +187,9 @@ def test_engine_evaluator_passes_the_model(monkeypatch, tiny_synth, tmp_path):
         seen.update(kwargs)
         return "scored"
 
-    monkeypatch.setattr(build_module, "score_features", fake_score)
+    monkeypatch.setattr(evaluate_module, "score_features", fake_score)
     model = build_model("sa_resnet", 3, backbone="resnet18")
-    evaluator = build_module.make_evaluator(
-        build_module.load_dataset(cfg), cfg, model.input_mean, model.input_std, "cpu"
-    )
+    evaluator = evaluate_module.make_evaluator(build_module.load_dataset(cfg), cfg, "cpu")
     assert evaluator(model) == "scored"
     assert seen["model"] is model and cfg["eval"]["flip"] is False
 
@@ -241,6 +243,21 @@ def test_options_reach_the_attention_blocks():
     assert tuned.attention.gate is True and tuned.attention.score.kernel_size == (3,)
     sig = build_model("sa_resnet50_sigmoid", 3, backbone="resnet18", sigmoid_mean=False)
     assert sig.attention.scores == "sigmoid" and sig.attention.sigmoid_mean is False
+    paper = build_model("sa_resnet50", 3, backbone="resnet18")
+    assert paper.attention.f.bias is None and "attention.f.bias" not in paper.state_dict()
+    biased = build_model("sa_resnet50", 3, backbone="resnet18", qkv_bias=True)
+    assert {"attention.f.bias", "attention.g.bias", "attention.h.bias"} <= set(
+        biased.state_dict()
+    )
+    # a checkpoint trained with the biases (before the option) loads into the default model,
+    # strictly, and computes the same features
+    with torch.no_grad():
+        biased.attention.alpha.fill_(0.5)
+        biased.attention.f.bias.normal_()
+    paper.load_state_dict(biased.state_dict())
+    x = torch.randn(2, 3, 64, 32)
+    with torch.no_grad():
+        assert torch.equal(paper.eval()(x), biased.eval()(x))
 
 
 # ---------------------------------------------------------------- presets
@@ -269,7 +286,8 @@ def _attention_of(cfg: dict) -> tuple[str, str | None]:
 
 def test_every_variant_has_a_paper_and_a_cpu_preset():
     presets = {p.stem for p in CONFIG_DIR.glob("sa_resnet50*.yaml")}
-    assert presets == set(ATTENTION_OF) | {f"{n}_cpu" for n in ATTENTION_OF}
+    osnet = {"sa_resnet50_osnet_cpu", "sa_resnet50_plain_osnet_cpu"}  # issue 15's pair
+    assert presets == set(ATTENTION_OF) | {f"{n}_cpu" for n in ATTENTION_OF} | osnet
 
 
 @pytest.mark.parametrize("name", sorted(ATTENTION_OF))
@@ -283,15 +301,56 @@ def test_paper_recipe_presets(name):
     assert cfg["optim"]["name"] == "adam" and cfg["optim"]["lr"] == pytest.approx(3e-4)
     assert cfg["optim"]["weight_decay"] == pytest.approx(5e-4)
     assert cfg["train"]["max_epochs"] == 800
-    sched = cfg["sched"]
-    base = 3e-4
-    for epoch, expect in [(0, 3e-4), (99, 3e-4), (100, 3e-5), (250, 3e-6), (799, 3e-11)]:
-        assert base * lr_factor(epoch, **sched) == pytest.approx(expect)
+    assert cfg["sched"] == load_config("sa_resnet50")["sched"]  # the schedule below
     assert _attention_of(cfg) == ATTENTION_OF[name]
     losses = {term["type"]: term for term in cfg["loss"]}
     assert set(losses) == LOSS_VARIANTS.get(name, LOSS_VARIANTS["sa_resnet50"])
     if "cross_entropy" in losses:
         assert losses["cross_entropy"]["epsilon"] == pytest.approx(0.1)  # eq. 9
+
+
+def epoch_learning_rates(cfg: dict) -> list[float]:
+    """The learning rate of every epoch of ``cfg``'s run, from the optimiser and scheduler the
+    engine builds (stepped once per epoch, as ReIDModule.configure_optimizers asks)."""
+    optimizer = build_optimizer(torch.nn.Linear(2, 2), cfg["optim"])
+    scheduler = build_scheduler(optimizer, cfg["sched"])
+    rates = []
+    for _ in range(cfg["train"]["max_epochs"]):
+        rates.append(optimizer.param_groups[0]["lr"])
+        optimizer.step()
+        scheduler.step()
+    return rates
+
+
+SA_PRESETS = sorted(p.stem for p in CONFIG_DIR.glob("sa_resnet50*.yaml"))
+
+
+@pytest.mark.parametrize("name", [n for n in SA_PRESETS if not n.endswith("_cpu")])
+def test_paper_schedule_keeps_learning_to_the_last_epoch(name):
+    """lr 3e-4 halved every 100 epochs (the preset's reading of "reduced ... with a decay rate
+    of 0.0005 for every 100 epochs"): never below 2e-6, where x0.1 steps gave 3e-11."""
+    rates = epoch_learning_rates(load_config(name))
+    assert len(rates) == 800
+    known = {0: 3e-4, 99: 3e-4, 100: 1.5e-4, 199: 1.5e-4, 200: 7.5e-5, 250: 7.5e-5,
+             300: 3.75e-5, 450: 1.875e-5, 700: 3e-4 / 128, 799: 2.34375e-6}  # fmt: skip
+    for epoch, lr in known.items():
+        assert rates[epoch] == pytest.approx(lr, rel=1e-9), epoch
+    assert min(rates) >= 2e-6
+    # one halving at each multiple of 100, constant in between
+    changes = [e for e in range(1, 800) if rates[e] != rates[e - 1]]
+    assert changes == [100, 200, 300, 400, 500, 600, 700]
+
+
+@pytest.mark.parametrize("name", [n for n in SA_PRESETS if n.endswith("_cpu")])
+def test_cpu_schedule_keeps_its_single_step(name):
+    """The CPU presets (all inherit sa_resnet50_cpu) keep their own x0.1 step at epoch 12,
+    not the paper preset's halving every 100 epochs."""
+    cfg = load_config(name)
+    lr = cfg["optim"]["lr"]
+    rates = epoch_learning_rates(cfg)
+    assert len(rates) == 16
+    assert rates[:12] == pytest.approx([lr] * 12, rel=1e-9)
+    assert rates[12:] == pytest.approx([lr / 10] * 4, rel=1e-9)
 
 
 @pytest.mark.parametrize("name", sorted(ATTENTION_OF))

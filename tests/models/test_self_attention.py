@@ -62,7 +62,8 @@ def _reference(block: SelfAttention, x: torch.Tensor) -> torch.Tensor:
     length = hh * ww
 
     def conv(layer: torch.nn.Conv2d, v: torch.Tensor) -> torch.Tensor:
-        return layer.weight[:, :, 0, 0] @ v + layer.bias
+        out = layer.weight[:, :, 0, 0] @ v
+        return out if layer.bias is None else out + layer.bias
 
     out = torch.empty_like(xs)
     for n in range(b):
@@ -79,13 +80,47 @@ def _reference(block: SelfAttention, x: torch.Tensor) -> torch.Tensor:
     return out.reshape(b, d, hh, ww)
 
 
-def test_matches_a_literal_per_position_implementation():
+@pytest.mark.parametrize("qkv_bias", [False, True])
+def test_matches_a_literal_per_position_implementation(qkv_bias):
     torch.manual_seed(2)
-    block = SelfAttention(16, key_reduction=4, value_reduction=2)
+    block = SelfAttention(16, key_reduction=4, value_reduction=2, qkv_bias=qkv_bias)
     _set_alpha(block, 0.7)
     x = torch.randn(2, 16, 3, 2)
     with torch.no_grad():
         torch.testing.assert_close(block(x), _reference(block, x))
+
+
+def test_qkv_bias_option_removes_the_f_g_h_biases():
+    paper, biased = SelfAttention(64), SelfAttention(64, qkv_bias=True)
+    names = {n for n, _ in paper.named_parameters()}
+    # eq. 2: f(x) = W_f x, g(x) = W_g x, h(x) = W_h x; the output projection keeps its bias
+    assert names == {"f.weight", "g.weight", "h.weight", "out.weight", "out.bias", "alpha"}
+    assert {n for n, _ in biased.named_parameters()} == names | {"f.bias", "g.bias", "h.bias"}
+    assert all(getattr(paper, k).bias is None for k in "fgh")
+    count = lambda m: sum(p.numel() for p in m.parameters())  # noqa: E731
+    assert count(biased) - count(paper) == 8 + 8 + 8  # D / 8 = 8 biases in each of f, g, h
+    assert "qkv_bias=False" in repr(paper) and "qkv_bias=True" in repr(biased)
+
+
+def test_weights_trained_with_biases_load_into_the_default_block():
+    """A checkpoint of the biased block (the only form before qkv_bias existed) loads into
+    a block built with the default and computes exactly what was trained."""
+    torch.manual_seed(6)
+    old = SelfAttention(32, qkv_bias=True)
+    with torch.no_grad():
+        for k in "fgh":
+            getattr(old, k).bias.normal_()
+    _set_alpha(old, 0.5)
+    new = SelfAttention(32)
+    new.load_state_dict(old.state_dict())  # strict: nothing missing or unexpected
+    assert new.qkv_bias is True and all(getattr(new, k).bias is not None for k in "fgh")
+    x = torch.randn(2, 32, 4, 2)
+    with torch.no_grad():
+        assert torch.equal(new(x), old(x))
+    # and weights without biases load into the default block unchanged
+    plain = SelfAttention(32)
+    plain.load_state_dict(SelfAttention(32).state_dict())
+    assert plain.qkv_bias is False and plain.f.bias is None
 
 
 def test_global_aggregation_adds_the_same_vector_everywhere():

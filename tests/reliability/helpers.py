@@ -24,11 +24,11 @@ def cli_error(capsys: pytest.CaptureFixture[str], *argv: str) -> str:
 
 def write_checkpoint(path: Path, num_classes: int, config: dict[str, Any]) -> Path:
     """An attnreid checkpoint as training writes it for ``config`` (a loaded config; its
-    model, untrained, with ``num_classes`` classes), without training."""
+    model with its options, untrained, with ``num_classes`` classes), without training."""
+    from attnreid.engine.build import build_model_from_config
     from attnreid.engine.module import ReIDModule
-    from attnreid.models import build_model
 
-    model = build_model(config["model"]["name"], num_classes, "none")
+    model = build_model_from_config(config, num_classes)
     module = ReIDModule(model, config)
     state = {f"model.{k}": v for k, v in model.state_dict().items()}
     state.update({f"loss.{k}": v for k, v in module.loss.state_dict().items()})

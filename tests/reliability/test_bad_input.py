@@ -7,6 +7,8 @@ grayscale and RGBA images) are checked to load as RGB.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -184,7 +186,7 @@ def _tiny(root, out, **extra):
     ov = tiny_train_overrides(
         root, out, **{"model.name": "resnet18", "data.height": 32, "data.width": 16, **extra}
     )
-    return [*ov, "model.options={}"]
+    return [*ov, "~model.options"]
 
 
 def test_checkpoint_of_another_architecture(capsys, tiny_synth, tmp_path):
@@ -304,3 +306,202 @@ def test_weights_that_became_non_finite_are_never_checkpointed(tmp_path):
         f"written; last good checkpoint: {tmp_path / 'last.ckpt'} (end of epoch 4); try a "
         f"lower optim.lr or set train.grad_clip"
     )
+
+
+# ------------------------------------------------------------------ files of the wrong kind
+
+#: What each file option expects, as its message says after "is not".
+CHECKPOINT = (
+    "a readable torch checkpoint (a .ckpt written by attnreid train, or a .pth written by "
+    "torch.save)"
+)
+SAFETENSORS = "a readable safetensors file (the .safetensors weights written by attnreid train)"
+FEATURES = "a readable feature file (a .npz archive written by attnreid extract)"
+INDEX = "a readable gallery index (a .npz archive written by attnreid index build)"
+ONNX = "a readable ONNX model (a .onnx file written by attnreid export onnx)"
+
+#: 4 KiB of random bytes (fixed seed); torch would read the first one as a pickle opcode.
+RANDOM = np.random.default_rng(14).bytes(4096)
+
+
+def _zip_of_text() -> bytes:
+    import io
+    import zipfile
+
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as zf:
+        zf.writestr("notes.txt", "a zip archive, but not a torch file")
+    return buf.getvalue()
+
+
+def _real_file(path) -> bytes:
+    """The bytes of a good file of ``path``'s kind (to truncate or damage)."""
+    if path.suffix == ".safetensors":
+        from safetensors.torch import save_file
+
+        save_file({"w": torch.zeros(64, 64)}, str(path))
+    elif path.suffix == ".npz":
+        arrays = {"features": np.zeros((32, 8)), "pids": np.zeros(32), "camids": np.zeros(32)}
+        arrays["paths"] = np.array(["a.jpg"] * 32)
+        np.savez(path, **{f"{s}_{k}": v for s in ("query", "gallery") for k, v in arrays.items()})
+    elif path.suffix == ".index":
+        from attnreid.retrieval.index import GalleryIndex
+
+        features, names = np.eye(32, 8, dtype=np.float32), [f"{i}.jpg" for i in range(32)]
+        GalleryIndex.build(features, names).save(path)
+    else:
+        torch.save({"state_dict": {"w": torch.zeros(64, 64)}}, path)
+    return path.read_bytes()
+
+
+def _bad_file(tmp_path, name: str, kind: str):
+    path = tmp_path / name
+    if kind in ("truncated", "damaged"):
+        data = bytearray(_real_file(path))
+        if kind == "truncated":
+            del data[len(data) // 2 :]
+        else:  # one byte flipped in the middle: the archive's checksum no longer matches
+            data[len(data) // 2] ^= 0xFF
+    else:
+        data = {"text": b"hello\n", "random": RANDOM, "empty": b"", "zip": _zip_of_text()}[kind]
+    path.write_bytes(data)
+    return path
+
+
+def _argv(option: str, path, tmp_path) -> list[str]:
+    query = write_image(tmp_path / "query.jpg")
+    out = tmp_path / "out"
+    argv = {
+        "eval --checkpoint": ["eval", "--checkpoint", path],
+        "viz cmc --features": ["viz", "cmc", "--features", path, "-o", out],
+        "viz ranks --features": ["viz", "ranks", "--features", path, "-o", out],
+        "search --index": ["search", "--index", path, "--image", query],
+        "index info": ["index", "info", path],
+        "extract --onnx": ["extract", "--onnx", path, "-o", out],
+        "index build --onnx": ["index", "build", "--onnx", path, "--folder", tmp_path, "-o", out],
+    }[option]
+    return [str(a) for a in argv]
+
+
+_CKPT_KINDS = ("text", "random", "empty", "zip", "truncated")
+_KINDS = ("random", "text", "empty")
+#: (option, file name, kinds of bad content, what the message calls the file, what it expects)
+FILE_OPTIONS = [
+    ("eval --checkpoint", "model.ckpt", _CKPT_KINDS, "checkpoint", CHECKPOINT),
+    ("eval --checkpoint", "model.pth", _CKPT_KINDS, "checkpoint", CHECKPOINT),
+    ("eval --checkpoint", "model.safetensors", ("truncated", *_KINDS), "checkpoint", SAFETENSORS),
+    ("viz cmc --features", "features.npz", (*_KINDS, "damaged"), "feature file", FEATURES),
+    ("viz ranks --features", "features.npz", _KINDS, "feature file", FEATURES),
+    ("search --index", "gallery.index", _KINDS, "gallery index", INDEX),
+    ("index info", "gallery.index", (*_KINDS, "damaged", "zip"), "gallery index", INDEX),
+    ("extract --onnx", "model.onnx", _KINDS, "ONNX model", ONNX),
+    ("index build --onnx", "model.onnx", _KINDS, "ONNX model", ONNX),
+]
+BAD_FILES = [
+    pytest.param(option, name, kind, what, expected, id=f"{option}-{name}-{kind}")
+    for option, name, kinds, what, expected in FILE_OPTIONS
+    for kind in kinds
+]
+PARAMS = ("option", "name", "kind", "what", "expected")
+
+
+@pytest.mark.parametrize(PARAMS, BAD_FILES)
+def test_file_of_the_wrong_kind(capsys, tmp_path, option, name, kind, what, expected):
+    path = _bad_file(tmp_path, name, kind)
+    state = "empty, not" if kind == "empty" else "not"
+    msg = cli_error(capsys, *_argv(option, path, tmp_path))
+    assert msg == f"{what} {path} is {state} {expected}"
+
+
+@pytest.mark.parametrize(PARAMS, BAD_FILES)
+def test_no_message_advises_loading_unsafely(capsys, tmp_path, option, name, kind, what, expected):
+    from attnreid.errors import AttnReidError
+
+    argv = _argv(option, _bad_file(tmp_path, name, kind), tmp_path)
+    capsys.readouterr()
+    assert main(argv) == 2
+    shown = capsys.readouterr().err
+    with pytest.raises(AttnReidError) as exc:  # --debug: the whole error, not its first line
+        main(["--debug", *argv])
+    for text in (shown, str(exc.value)):
+        for advice in ("allow_pickle", "weights_only=False", "pickle.load"):
+            assert advice not in text, text
+
+
+# ------------------------------------------------------------------ manifest rows
+
+ALLOW_OPTION = "the dataset option allow_outside_paths: true"
+
+
+def _custom_manifest(csv, row: str):
+    """A custom manifest at ``csv`` whose query row (line 3) is ``row``'s path."""
+    for name in ("a.jpg", "c.jpg"):
+        write_image(csv.parent / "img" / name)
+    csv.write_text(
+        f"path,pid,camid,split\nimg/a.jpg,4,0,train\n{row},7,1,query\nimg/c.jpg,7,0,gallery\n"
+    )
+    return csv
+
+
+def test_manifest_row_naming_a_missing_image(capsys, tmp_path):
+    csv = _custom_manifest(tmp_path / "list.csv", "img/gone.jpg")
+    expected = (
+        f"custom: manifest {csv} line 3: image {tmp_path / 'img' / 'gone.jpg'} does not exist"
+    )
+    assert _stats(capsys, csv, "custom") == expected
+    ov = ["data.dataset=custom", f"data.root={csv}"]  # the same as a training / evaluation set
+    assert cli_error(capsys, "eval", "--untrained", "-c", "demo", *ov) == expected
+    _custom_manifest(csv, "")
+    assert _stats(capsys, csv, "custom") == f"custom: manifest {csv} line 3: the path is empty"
+
+
+def test_manifest_row_leaving_its_folder(capsys, tmp_path):
+    from attnreid.data import build_dataset
+
+    folder = tmp_path / "a" / "b"
+    outside = write_image(tmp_path / "x.jpg")
+    csv = _custom_manifest(folder / "list.csv", "../../x.jpg")
+    assert _stats(capsys, csv, "custom") == (
+        f"custom: manifest {csv} line 3: path ../../x.jpg leads outside {folder} (allow it with "
+        f"{ALLOW_OPTION})"
+    )
+    ov = ["data.dataset=custom", f"data.root={csv}"]
+    assert cli_error(capsys, "eval", "--untrained", "-c", "demo", *ov).endswith(
+        f"leads outside {folder} (allow it with {ALLOW_OPTION})"
+    )
+    allow = ["--option", "allow_outside_paths=true"]
+    assert main(["data", "stats", "custom", "--root", str(csv), *allow]) == 0
+    query = build_dataset("custom", csv, allow_outside_paths=True).query
+    assert Path(query[0].path).resolve() == outside.resolve()
+
+    _custom_manifest(csv, str(outside))
+    assert _stats(capsys, csv, "custom") == (
+        f"custom: manifest {csv} line 3: path {outside} is absolute, not relative to {folder} "
+        f"(allow it with {ALLOW_OPTION})"
+    )
+    assert build_dataset("custom", csv, allow_outside_paths=True).query[0].path == str(outside)
+
+
+def test_index_manifest_row_leaving_its_folder(capsys, tmp_path, tiny_synth):
+    from tests.retrieval.helpers import fake_checkpoint
+
+    ckpt = fake_checkpoint(tmp_path / "m.ckpt", tiny_synth)
+    folder = tmp_path / "crops"
+    write_image(folder / "0001_c1s1_000001_01.jpg")
+    outside = write_image(tmp_path / "0002_c2s1_000002_01.jpg")
+    manifest = tmp_path / "m.csv"
+    out = tmp_path / "g.index"
+    argv = ["index", "build", "--checkpoint", ckpt, "--folder", folder, "--manifest", manifest]
+    manifest.write_text(f"path\n{folder.name}/../../x.jpg\n")
+    assert cli_error(capsys, *argv, "-o", out) == (
+        f"manifest {manifest} line 2: path crops/../../x.jpg leads outside {folder} (allow it "
+        f"with --allow-outside-paths)"
+    )
+    manifest.write_text(f"path\n0001_c1s1_000001_01.jpg\n{outside}\n")
+    assert cli_error(capsys, *argv, "-o", out) == (
+        f"manifest {manifest} line 3: path {outside} is absolute, not relative to {folder} "
+        f"(allow it with --allow-outside-paths)"
+    )
+    assert not out.exists()
+    assert main([str(a) for a in (*argv, "-o", out, "--allow-outside-paths")]) == 0
+    assert "2 images (2 added)" in capsys.readouterr().out

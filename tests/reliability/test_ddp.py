@@ -126,7 +126,7 @@ def test_train_on_two_cpu_processes_then_evaluate_like_one(tiny_synth, tmp_path,
     env = {k: v for k, v in os.environ.items() if not k.startswith(("MASTER_", "LOCAL_RANK"))}
     env.update(PYTHONPATH=str(REPO / "src"), MASTER_PORT=str(_free_port()))
     done = subprocess.run(
-        [sys.executable, "-m", "attnreid.cli.main", "train", "-c", "demo", *ov, "model.options={}"],
+        [sys.executable, "-m", "attnreid.cli.main", "train", "-c", "demo", *ov, "~model.options"],
         env=env,
         capture_output=True,
         text=True,

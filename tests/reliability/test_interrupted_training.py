@@ -49,7 +49,7 @@ def _args(root: Path, out: Path) -> list[str]:
         "train",
         "-c",
         "demo",
-        "model.options={}",
+        "~model.options",
         *tiny_train_overrides(
             root,
             out,

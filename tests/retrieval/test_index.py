@@ -100,7 +100,7 @@ def test_errors(tmp_path):
     with pytest.raises(ConfigError, match="empty"):
         GalleryIndex(16).save(tmp_path / "empty.index")
     (tmp_path / "junk.index").write_bytes(b"not an index")
-    with pytest.raises(AttnReidError, match="not a gallery index"):
+    with pytest.raises(AttnReidError, match="is not a readable gallery index"):
         GalleryIndex.load(tmp_path / "junk.index")
     with pytest.raises(AttnReidError, match="does not exist"):
         GalleryIndex.load(tmp_path / "missing.index")

@@ -10,6 +10,7 @@ from PIL import Image
 from attnreid.errors import ConfigError
 from attnreid.viz import draw_attention
 from attnreid.viz.attention import HEADER_PX, upsample_map
+from tests.viz.expected import blended_overlay
 
 
 def _panel(png: np.ndarray, index: int, width: int, scale: int) -> np.ndarray:
@@ -23,9 +24,8 @@ def test_png_size_and_panels(tmp_path):
     image = np.full((h, w, 3), 128, dtype=np.uint8)
     hot = torch.zeros(4, 2)
     hot[0, 0] = 1.0  # attention on the top-left cell only
-    path = draw_attention(
-        image, {"a": hot, "b": torch.rand(6, 3)}, tmp_path / "out.png", scale=scale
-    )
+    rand = torch.rand(6, 3, generator=torch.Generator().manual_seed(0))
+    path = draw_attention(image, {"a": hot, "b": rand}, tmp_path / "out.png", scale=scale)
     png = np.asarray(Image.open(path).convert("RGB"))
     assert png.shape == (h * scale + HEADER_PX, 3 * w * scale, 3)
     # the image panel shows the (grey) image, the header holds dark text on white
@@ -33,13 +33,17 @@ def test_png_size_and_panels(tmp_path):
     assert np.abs(first[5:-5, 5:-5] - 128).max() <= 2
     header = png[:HEADER_PX].astype(int)
     assert header.max() == 255 and header.min() < 128
-    # the map panel is coloured by the overlay, and the right way up: jet is red where the
-    # attention is high (top-left), blue where it is low (bottom-right)
+    # each map panel is the blend of the image and the coloured map, computed by hand
+    for index, m in ((1, hot), (2, rand)):
+        expected = blended_overlay(np.full((h * scale, w * scale, 3), 128.0), m, scale)
+        assert np.abs(_panel(png, index, w, scale) - expected).max() <= 2, index
+    # which is the right way up: jet is red where the attention is high (top-left), blue
+    # where it is low (bottom-right)
     overlay = _panel(png, 1, w, scale)
-    top_left, bottom_right = overlay[3, 3], overlay[-4, -4]
-    assert top_left[0] > top_left[2] + 40
-    assert bottom_right[2] > bottom_right[0] + 40
-    assert overlay.std() > 5
+    assert overlay[3, 3, 0] > overlay[3, 3, 2] + 40
+    assert overlay[-4, -4, 2] > overlay[-4, -4, 0] + 40
+    flipped = blended_overlay(np.full((h * scale, w * scale, 3), 128.0), hot.flip(0), scale)
+    assert np.abs(overlay - flipped).max() > 100
 
 
 def test_query_point_is_marked(tmp_path):

@@ -148,45 +148,50 @@ def _load_for_eval(args: argparse.Namespace) -> tuple[Any, dict[str, Any]]:
         saved = dict(meta.get("config") or {})
         saved.pop("_source", None)
         cfg = load_config(None, args.overrides, **saved)
+    model.config = cfg
     return model, cfg
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
-    from attnreid.engine.build import (
-        build_model_from_config,
-        input_stats,
-        load_dataset,
-        make_evaluator,
-    )
+    from attnreid.engine.build import build_model_from_config, load_dataset, load_targets
+    from attnreid.evaluation.evaluate import evaluate
     from attnreid.evaluation.report import results_table
-    from attnreid.utils.device import resolve_device
+    from attnreid.utils.seed import seed_all
 
     if args.untrained:
         if args.config is None:
             raise ConfigError("eval --untrained needs --config: the network to build")
         cfg = load_config(args.config, args.overrides)
-        dataset = load_dataset(cfg)
-        model = build_model_from_config(cfg, dataset.num_train_pids)
+        classes = load_dataset(cfg).num_train_pids
+        seed_all(cfg["seed"])  # the new head's initialisation, as training starts it
+        model = build_model_from_config(cfg, classes)
     else:
         model, cfg = _load_for_eval(args)
-        dataset = load_dataset(cfg)
-    cfg["eval"]["rerank"] = cfg["eval"]["rerank"] or args.rerank
-    mean, std = input_stats(model, cfg)
-    result = make_evaluator(dataset, cfg, mean, std, resolve_device(cfg["device"]))(model)
+    label = f"{cfg['name']} (untrained)" if args.untrained else Path(args.checkpoint).name
+    several = bool(cfg["eval"]["targets"])  # one row per test set, named after it
+    rows = []
+    for target in load_targets(cfg):
+        result = evaluate(model, target, cfg, rerank=args.rerank or None)
+        name = target.name if several else label
+        if any(name == n for n, _ in rows):
+            name = f"{name} ({len(rows) + 1})"
+        rows.append((name, result))
+        if not args.json:
+            print(
+                f"{target.name}: {len(target.query)} queries, {len(target.gallery)} gallery "
+                f"images ({result.num_skipped_queries} queries without a valid match skipped)"
+            )
     if args.json:
-        print(json.dumps(result.as_dict(), indent=2))
+        metrics = {name: r.as_dict() for name, r in rows} if several else rows[0][1].as_dict()
+        print(json.dumps(metrics, indent=2))
     else:
-        print(
-            f"{dataset.name}: {len(dataset.query)} queries, {len(dataset.gallery)} gallery images"
-            f" ({result.num_skipped_queries} queries without a valid match skipped)"
-        )
-        label = f"{cfg['name']} (untrained)" if args.untrained else Path(args.checkpoint).name
-        print(results_table([(label, result)]))
+        print(f"model: {label}\n{results_table(rows)}" if several else results_table(rows))
     return 0
 
 
 def cmd_extract(args: argparse.Namespace) -> int:
-    from attnreid.engine.build import extract_query_gallery, load_dataset
+    from attnreid.engine.build import load_dataset
+    from attnreid.evaluation.evaluate import extract_query_gallery
     from attnreid.evaluation.features import save_features
     from attnreid.utils.device import resolve_device
 

@@ -35,13 +35,9 @@ def cmd_demo(args: argparse.Namespace) -> int:
     import lightning as L
 
     from attnreid.data.synth import generate_synthetic_reid
-    from attnreid.engine.build import (
-        build_model_from_config,
-        input_stats,
-        load_dataset,
-        make_evaluator,
-    )
+    from attnreid.engine.build import build_model_from_config, load_dataset
     from attnreid.engine.train import train
+    from attnreid.evaluation.evaluate import evaluate
     from attnreid.evaluation.report import results_table
     from attnreid.utils.device import resolve_device
     from attnreid.utils.io import atomic_write_text
@@ -56,9 +52,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
     m = cfg["model"]
     L.seed_everything(cfg["seed"], verbose=False)
     untrained = build_model_from_config(cfg, dataset.num_train_pids)
-    mean, std = input_stats(untrained, cfg)
+    before = evaluate(untrained, dataset)
     device = resolve_device(cfg["device"])
-    before = make_evaluator(dataset, cfg, mean, std, device)(untrained)
     print(
         f"[demo] before training: rank-1 {100 * before.rank(1):.1f}  mAP {100 * before.mAP:.1f}",
         file=sys.stderr,

@@ -46,6 +46,11 @@ def register(sub: Any) -> None:
     b.add_argument("--add", action="store_true", help="add to an existing index (new paths only)")
     b.add_argument("--manifest", help="CSV with path[,pid,camid,time] (paths relative to --folder)")
     b.add_argument(
+        "--allow-outside-paths",
+        action="store_true",
+        help="accept manifest paths that are absolute or leave --folder (a trusted manifest)",
+    )
+    b.add_argument(
         "--kind",
         choices=("flat", "ivf", "hnsw"),
         default="flat",
@@ -115,8 +120,8 @@ def cmd_index_build(args: argparse.Namespace) -> int:
         scan_folder,
     )
 
+    crops = scan_folder(args.folder, args.manifest, allow_outside_paths=args.allow_outside_paths)
     model, cfg, source = load_feature_model(args.checkpoint, args.onnx, args.overrides)
-    crops = scan_folder(args.folder, args.manifest)
     out = Path(args.output)
     index = None
     if args.add and out.exists():

@@ -75,8 +75,8 @@ def cmd_viz_attention(args: argparse.Namespace) -> int:
 
     from attnreid.data import build_transforms
     from attnreid.data.images import read_image
-    from attnreid.engine.build import input_stats
     from attnreid.errors import ConfigError, ModelError
+    from attnreid.evaluation.evaluate import input_stats
     from attnreid.viz import draw_attention
 
     if args.scale < 1:

@@ -102,7 +102,8 @@ def register(vsub: Any) -> None:
 
 def _from_checkpoint(args: argparse.Namespace, checkpoint: str) -> _Source:
     from attnreid.cli.commands import _load_for_eval
-    from attnreid.engine.build import extract_query_gallery, load_dataset
+    from attnreid.engine.build import load_dataset
+    from attnreid.evaluation.evaluate import extract_query_gallery
     from attnreid.utils.device import resolve_device
 
     ns = argparse.Namespace(checkpoint=checkpoint, config=args.config, overrides=args.overrides)

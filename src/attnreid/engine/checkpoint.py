@@ -16,10 +16,17 @@ from typing import Any
 import torch
 from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
 
-from attnreid.errors import CheckpointError
+from attnreid.config import load_config
+from attnreid.errors import CheckpointError, wrong_file
 from attnreid.models.registry import ReIDModel, build_model
 from attnreid.utils.io import atomic_write
 from attnreid.utils.safe_load import RefusedFile, load_tensors_only
+
+#: What ``--checkpoint`` expects, as the message for another kind of file says it.
+CHECKPOINT_FILE = (
+    "a readable torch checkpoint (a .ckpt written by attnreid train, or a .pth written by "
+    "torch.save)"
+)
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):
@@ -49,8 +56,8 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
             f"checkpoint {path} was refused: it holds objects other than tensors and plain "
             f"data, and loading it could run code ({exc.reason})"
         ) from None
-    except (RuntimeError, OSError, EOFError, ValueError) as exc:
-        raise CheckpointError(f"checkpoint {path} is not a readable torch file: {exc}") from None
+    except Exception:  # torch, zip and pickle errors of many types (KeyError for a text file)
+        raise CheckpointError(wrong_file(path, "checkpoint", CHECKPOINT_FILE)) from None
     if not isinstance(ckpt, dict):
         raise CheckpointError(f"checkpoint {path} does not hold a dict of weights")
     return ckpt
@@ -161,4 +168,7 @@ def load_model_from_checkpoint(
         "epoch": ckpt.get("epoch"),
         "config": ckpt.get("hyper_parameters", {}).get("config"),
     }
+    if meta["config"]:  # the settings it was trained and evaluated with (attnreid.evaluate)
+        saved = {k: v for k, v in meta["config"].items() if not k.startswith("_")}
+        model.config = load_config(None, **saved)
     return model, meta

@@ -23,10 +23,15 @@ import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 
-from attnreid.errors import CheckpointError
+from attnreid.errors import CheckpointError, wrong_file
 from attnreid.utils.io import atomic_write
 
 __all__ = ["read_safetensors", "save_beside_checkpoint", "save_safetensors", "weights_path"]
+
+#: What a ``.safetensors`` checkpoint must be, as the message for another kind of file says it.
+SAFETENSORS_FILE = (
+    "a readable safetensors file (the .safetensors weights written by attnreid train)"
+)
 
 
 def weights_path(checkpoint: str | Path) -> Path:
@@ -63,10 +68,8 @@ def read_safetensors(path: str | Path) -> dict[str, Any]:
         with safe_open(str(path), framework="pt", device="cpu") as fh:
             header = fh.metadata() or {}
             state = {f"model.{k}": fh.get_tensor(k) for k in fh.keys()}  # noqa: SIM118
-    except (SafetensorError, OSError, ValueError) as exc:
-        raise CheckpointError(
-            f"checkpoint {path} is not a readable safetensors file: {exc}"
-        ) from None
+    except (SafetensorError, OSError, ValueError):
+        raise CheckpointError(wrong_file(path, "checkpoint", SAFETENSORS_FILE)) from None
     hparams: dict[str, Any] = {}
     try:
         if "attnreid" in header:

@@ -30,12 +30,7 @@ from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
 
 from attnreid.config import dump_config
 from attnreid.data import build_train_loader, build_transforms
-from attnreid.engine.build import (
-    build_model_from_config,
-    input_stats,
-    load_dataset,
-    make_evaluator,
-)
+from attnreid.engine.build import build_model_from_config, load_dataset
 from attnreid.engine.callbacks import (
     EpochCheckpoint,
     EpochLog,
@@ -48,6 +43,7 @@ from attnreid.engine.checkpoint import AtomicCheckpointIO, check_resumable, read
 from attnreid.engine.module import ReIDModule
 from attnreid.engine.skipped import SkippedImages
 from attnreid.errors import CheckpointError, ConfigError
+from attnreid.evaluation.evaluate import input_stats, make_evaluator
 from attnreid.utils.device import resolve_device
 from attnreid.utils.io import atomic_write_text
 
@@ -163,7 +159,7 @@ def train(cfg: dict[str, Any], resume: str | bool | None = None) -> dict[str, An
         module.last_good_checkpoint = (ckpt_path, start_epoch)
         del resumed
     evaluator = EvaluationCallback(
-        make_evaluator(dataset, cfg, mean, std, device),
+        make_evaluator(dataset, cfg, device),
         t["eval_every"],
         t["max_epochs"],
         out / "metrics.json",

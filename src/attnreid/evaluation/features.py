@@ -16,6 +16,8 @@ frames.
 from __future__ import annotations
 
 import contextlib
+import zipfile
+import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,8 +28,12 @@ from torch import Tensor, nn
 from torch.utils.data import DataLoader
 
 from attnreid.data.base import ReIDItem
-from attnreid.errors import AttnReidError
+from attnreid.errors import AttnReidError, wrong_file
 from attnreid.utils.io import atomic_open
+from attnreid.utils.safe_load import open_npz
+
+#: What ``--features`` expects, as the message for another kind of file says it.
+FEATURE_FILE = "a readable feature file (a .npz archive written by attnreid extract)"
 
 
 @dataclass
@@ -160,10 +166,7 @@ def load_features(path: str | Path) -> dict[str, FeatureSet]:
     path = Path(path)
     if not path.is_file():
         raise AttnReidError(f"feature file {path} does not exist")
-    try:
-        data = np.load(path, allow_pickle=False)
-    except (OSError, ValueError) as exc:
-        raise AttnReidError(f"feature file {path} is not a readable .npz archive: {exc}") from None
+    data = open_npz(path, "feature file", FEATURE_FILE)
     out = {}
     with data:
         for name in ("query", "gallery"):
@@ -180,6 +183,8 @@ def load_features(path: str | Path) -> dict[str, FeatureSet]:
                     f"feature file {path} was refused: its {name} arrays hold pickled objects, "
                     f"and loading them could run code"
                 ) from None
+            except (OSError, EOFError, zipfile.BadZipFile, zlib.error):  # a damaged archive
+                raise AttnReidError(wrong_file(path, "feature file", FEATURE_FILE)) from None
             if not len(feats) == len(pids) == len(camids) == len(paths):
                 raise AttnReidError(
                     f"feature file {path}: {name} has {len(feats)} feature rows but "

@@ -8,6 +8,7 @@ from attnreid.models import (
     baseline,  # noqa: F401  (registers the baseline names)
     ccan,  # noqa: F401  (registers the CCAN names)
     duatm,  # noqa: F401  (registers duatm, duatm_video)
+    osnet,  # noqa: F401  (registers osnet_x1_0 .. osnet_x0_25)
     sa_resnet,  # noqa: F401  (registers the SA-ResNet names)
     sona_net,  # noqa: F401  (registers the SONA-Net names)
 )

@@ -28,6 +28,9 @@ class ReIDModel(nn.Module):
     input_std: tuple[float, float, float] = (0.229, 0.224, 0.225)
     model_name: str = ""
     model_options: dict[str, Any]
+    #: The config the model was built from or trained with (None: built by ``build_model``):
+    #: its test settings are what :func:`attnreid.evaluate` uses.
+    config: dict[str, Any] | None = None
 
     def compute_distance(self, query: Tensor, gallery: Tensor) -> Tensor | None:
         """A model-specific query x gallery distance, or None to use the configured metric."""

@@ -33,7 +33,8 @@ Options (the ablations of the paper are registered names):
 * ``scores``: ``"softmax"`` (eq. 4) or ``"sigmoid"`` (Table 6);
 * ``key_reduction``, ``value_reduction``, ``aggregation``, ``value_relu``, ``scale``,
   ``sigmoid_mean``: the self-attention block's choices where the paper is ambiguous (see its
-  docstring);
+  docstring); ``qkv_bias`` (default False, eq. 2: ``f(x) = W_f x``): biases in its ``f``, ``g``,
+  ``h`` convolutions (checkpoints trained with them still load, see its docstring);
 * ``spatial_kernel``, ``spatial_gate``: the spatial attention's 1-D kernel length (default 1)
   and an optional learned gate (default off, as the paper describes it; see its docstring);
 * ``backbone``: any :func:`~attnreid.models.backbones.build_backbone` name (the CPU presets use
@@ -82,6 +83,7 @@ class SAResNet(ReIDModel):
         value_relu: bool = True,
         scale: bool = False,
         sigmoid_mean: bool = True,
+        qkv_bias: bool = False,
         spatial_kernel: int = 1,
         spatial_gate: bool = False,
         bnneck: bool = False,
@@ -111,6 +113,7 @@ class SAResNet(ReIDModel):
                 value_relu=value_relu,
                 scale=scale,
                 sigmoid_mean=sigmoid_mean,
+                qkv_bias=qkv_bias,
             )
         elif attention == "spatial":
             self.attention = SpatialAttention(

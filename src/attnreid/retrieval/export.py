@@ -29,7 +29,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from attnreid.errors import AttnReidError, ModelError
+from attnreid.errors import AttnReidError, ModelError, wrong_file
 from attnreid.utils.io import atomic_write
 
 __all__ = ["EXPORTERS", "OnnxModel", "export_checkpoint", "export_onnx", "read_onnx_metadata"]
@@ -37,6 +37,8 @@ __all__ = ["EXPORTERS", "OnnxModel", "export_checkpoint", "export_onnx", "read_o
 EXPORTERS = ("auto", "torchscript", "dynamo")
 INPUT_NAME, OUTPUT_NAME = "images", "features"
 OPSET = 18
+#: What ``--onnx`` expects, as the message for another kind of file says it.
+ONNX_FILE = "a readable ONNX model (a .onnx file written by attnreid export onnx)"
 
 
 def _export_bytes(model: nn.Module, x: Tensor, exporter: str, opset: int) -> bytes:
@@ -171,8 +173,10 @@ def read_onnx_metadata(path: str | Path) -> dict[str, Any]:
         raise AttnReidError(f"ONNX model {path} does not exist")
     try:
         proto = onnx.load(str(path), load_external_data=False)
-    except Exception as exc:  # onnx raises DecodeError and others
-        raise AttnReidError(f"{path} is not a readable ONNX model: {exc}") from None
+    except Exception:  # onnx raises DecodeError and others
+        proto = None
+    if proto is None or not proto.HasField("graph"):  # bytes may parse as an empty model
+        raise AttnReidError(wrong_file(path, "ONNX model", ONNX_FILE))
     out: dict[str, Any] = {}
     for entry in proto.metadata_props:
         if entry.key.startswith("attnreid."):

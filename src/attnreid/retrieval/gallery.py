@@ -4,7 +4,8 @@
 (``PPPP_cC[sS_FFFFFF]...``: identity, 1-based camera -> 0-based ``camid``, frame -> ``time``),
 else unknown (``pid = camid = -1``, ``time = NaN``). A CSV manifest (``path`` plus any of
 ``pid``, ``camid``, ``time``; paths relative to the folder) overrides the names, and may list
-a subset of the folder: then only its images are used.
+a subset of the folder: then only its images are used. Its paths must stay inside the folder
+unless ``allow_outside_paths`` (:mod:`attnreid.data.manifest`).
 
 **The model.** :func:`load_feature_model` rebuilds the network of a checkpoint (or loads an
 ONNX model exported by ``attnreid export onnx``) together with the config it was trained with;
@@ -29,6 +30,7 @@ from torch import nn
 from attnreid.config import load_config
 from attnreid.data.base import ReIDItem
 from attnreid.data.images import is_image_file
+from attnreid.data.manifest import manifest_file
 from attnreid.errors import AttnReidError, ConfigError, DatasetError
 
 __all__ = [
@@ -73,7 +75,9 @@ def parse_crop_name(name: str) -> tuple[int, int, float]:
     return int(m.group(1)), int(m.group(2)) - 1, float(m.group(3)) if m.group(3) else math.nan
 
 
-def _read_manifest(manifest: Path, folder: Path) -> dict[str, dict[str, str]]:
+def _read_manifest(
+    manifest: Path, folder: Path, allow_outside: bool = False
+) -> dict[str, dict[str, str]]:
     try:
         with open(manifest, newline="", encoding="utf-8") as fh:
             rows = list(csv.DictReader(fh))
@@ -83,10 +87,10 @@ def _read_manifest(manifest: Path, folder: Path) -> dict[str, dict[str, str]]:
         raise DatasetError(f"manifest {manifest} needs a 'path' column (and pid, camid, time)")
     out = {}
     for n, row in enumerate(rows, start=2):
-        p = Path(row["path"])
-        p = p if p.is_absolute() else folder / p
-        if not p.is_file():
-            raise DatasetError(f"manifest {manifest} line {n}: image {p} does not exist")
+        where = f"manifest {manifest} line {n}"
+        p = manifest_file(
+            row["path"], folder, where, allow_outside=allow_outside, switch="--allow-outside-paths"
+        )
         out[str(p.resolve())] = row
     return out
 
@@ -101,12 +105,16 @@ def _number(row: dict[str, str], key: str, cast: Any, where: str) -> Any:
         raise DatasetError(f"{where}: {key} must be a number, got {text!r}") from None
 
 
-def scan_folder(folder: str | Path, manifest: str | Path | None = None) -> Crops:
-    """The images below ``folder`` (recursively, sorted by path) and their metadata."""
+def scan_folder(
+    folder: str | Path, manifest: str | Path | None = None, *, allow_outside_paths: bool = False
+) -> Crops:
+    """The images below ``folder`` (recursively, sorted by path) and their metadata; with a
+    ``manifest``, the images it lists. ``allow_outside_paths``: accept manifest paths that are
+    absolute or leave ``folder`` (:mod:`attnreid.data.manifest`)."""
     root = Path(folder).expanduser()
     if not root.is_dir():
         raise DatasetError(f"image folder {root} does not exist")
-    rows = _read_manifest(Path(manifest), root) if manifest else None
+    rows = _read_manifest(Path(manifest), root, allow_outside_paths) if manifest else None
     if rows is not None:
         files = sorted(Path(p) for p in rows)
     else:
@@ -188,7 +196,7 @@ def extract_crops(
     workers: int | None = None,
 ) -> torch.Tensor:
     """``(N, D)`` float32 features of the images, as the config extracts test features."""
-    from attnreid.engine.build import input_stats, test_loader_from_config
+    from attnreid.evaluation.evaluate import input_stats, test_loader_from_config
     from attnreid.evaluation.features import extract_features
 
     items = crops.items() if isinstance(crops, Crops) else [ReIDItem(str(p), -1, -1) for p in crops]

@@ -30,6 +30,8 @@ from __future__ import annotations
 
 import json
 import math
+import zipfile
+import zlib
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -39,14 +41,17 @@ import faiss
 import numpy as np
 import torch
 
-from attnreid.errors import AttnReidError, ConfigError
+from attnreid.errors import AttnReidError, ConfigError, wrong_file
 from attnreid.utils.io import atomic_open
+from attnreid.utils.safe_load import open_npz
 
 __all__ = ["INDEX_KINDS", "INDEX_METRICS", "GalleryIndex", "SearchHit"]
 
 INDEX_KINDS = ("flat", "ivf", "hnsw")
 INDEX_METRICS = ("cosine", "euclidean")
 FORMAT_VERSION = 1
+#: What ``--index`` expects, as the message for another kind of file says it.
+INDEX_FILE = "a readable gallery index (a .npz archive written by attnreid index build)"
 
 
 @dataclass
@@ -287,7 +292,7 @@ class GalleryIndex:
         if not path.is_file():
             raise AttnReidError(f"gallery index {path} does not exist")
         try:
-            with np.load(path, allow_pickle=False) as data:
+            with open_npz(path, "gallery index", INDEX_FILE) as data:
                 header = json.loads(str(data["header"]))
                 raw = data["faiss_index"]
                 meta = _Meta(
@@ -296,12 +301,10 @@ class GalleryIndex:
                     data["camids"].astype(np.int64),
                     data["times"].astype(np.float64),
                 )
-        except (OSError, ValueError, KeyError, json.JSONDecodeError) as exc:
-            raise AttnReidError(
-                f"{path} is not a gallery index written by attnreid: {exc}"
-            ) from None
-        if header.get("format") != "attnreid-gallery-index":
-            raise AttnReidError(f"{path} is not a gallery index written by attnreid")
+        except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile, zlib.error):
+            header = None  # a .npz of something else (e.g. features), or a damaged one
+        if not isinstance(header, dict) or header.get("format") != "attnreid-gallery-index":
+            raise AttnReidError(wrong_file(path, "gallery index", INDEX_FILE))
         params = header.get("params", {})
         index = cls(
             header["dim"],

@@ -24,8 +24,17 @@ JPEG data in a ``.png`` file loads.
     images/0007_b.jpg,7,1,query
     images/0007_c.jpg,7,0,gallery
 
-Required columns ``path`` (relative to the CSV's folder, or absolute), ``pid`` and ``camid``
-(integers), ``split`` (``train``, ``query`` or ``gallery``); optional ``trackid``.
+Required columns ``path`` (relative to the CSV's folder), ``pid`` and ``camid`` (integers),
+``split`` (``train``, ``query`` or ``gallery``); optional ``trackid``. Every row is checked when
+the manifest is read: its image must exist (else the error names the manifest, the line and the
+path).
+
+Absolute paths and paths that leave the CSV's folder (``../../x.jpg``) are refused by default,
+and allowed with the option ``allow_outside_paths: true`` (``data.options`` in a config,
+``--option allow_outside_paths=true`` for ``attnreid data stats``). The reason: a manifest from
+elsewhere must not make the program read arbitrary files of this machine; who trusts it says so.
+The check is on the path as written, so symbolic links inside the folder are followed
+(:mod:`attnreid.data.manifest`, shared with ``attnreid index build --manifest``).
 """
 
 from __future__ import annotations
@@ -38,6 +47,7 @@ from pathlib import Path
 from attnreid.data.base import ReIDDataset, ReIDItem, check_split, relabel
 from attnreid.data.datasets import register_dataset
 from attnreid.data.images import is_image_file
+from attnreid.data.manifest import manifest_file
 from attnreid.errors import DatasetError
 
 DEFAULT_CAMERA_REGEX = r"^c?(\d+)"
@@ -102,10 +112,12 @@ def custom(
     gallery_dir: str = "gallery",
     test_dir: str = "test",
     query_per_camera: int = 1,
+    allow_outside_paths: bool = False,
 ) -> ReIDDataset:
     """Load a folder-per-identity tree or a CSV manifest (see the module docstring)."""
     if root.suffix.lower() == ".csv" or (root / "manifest.csv").is_file():
-        return load_manifest(root if root.suffix.lower() == ".csv" else root / "manifest.csv")
+        csv_path = root if root.suffix.lower() == ".csv" else root / "manifest.csv"
+        return load_manifest(csv_path, allow_outside_paths=allow_outside_paths)
     if not root.is_dir():
         raise DatasetError(f"custom: dataset folder {root} does not exist")
     cam_re = re.compile(camera_regex) if camera_regex else None
@@ -140,8 +152,9 @@ def custom(
     return ReIDDataset("custom", root, train, query, gallery, "market")
 
 
-def load_manifest(csv_path: Path) -> ReIDDataset:
-    """Load a CSV manifest with columns path, pid, camid, split (and optional trackid)."""
+def load_manifest(csv_path: Path, *, allow_outside_paths: bool = False) -> ReIDDataset:
+    """Load a CSV manifest with columns path, pid, camid, split (and optional trackid);
+    ``allow_outside_paths``: accept absolute paths and paths leaving the CSV's folder."""
     if not csv_path.is_file():
         raise DatasetError(f"custom: manifest {csv_path} does not exist")
     splits: dict[str, list[ReIDItem]] = {"train": [], "query": [], "gallery": []}
@@ -179,9 +192,13 @@ def load_manifest(csv_path: Path) -> ReIDDataset:
                     f"custom: manifest {csv_path} line {line}: split {split!r} is not one of "
                     f"train, query, gallery"
                 )
-            path = Path(row["path"])
-            if not path.is_absolute():
-                path = csv_path.parent / path
+            path = manifest_file(
+                row["path"],
+                csv_path.parent,
+                f"custom: manifest {csv_path} line {line}",
+                allow_outside=allow_outside_paths,
+                switch="the dataset option allow_outside_paths: true",
+            )
             splits[split].append(
                 ReIDItem(str(path), values["pid"], values["camid"], values["trackid"])
             )

@@ -43,6 +43,13 @@ Where the paper is ambiguous, the choices (each an option unless there is only o
   "linear space conversion" of the three spaces ("ReLU is combined to get a nonlinear
   response"; "distinct convolution kernels are combined with non-linear functions").
   ``value_relu=True`` (default) rectifies ``h`` as well; ``False`` is eq. 3 to the letter.
+* **No bias in f, g, h.** Eq. 2 is linear: ``f(x) = W_f x, g(x) = W_g x, h(x) = W_h x``.
+  ``qkv_bias=False`` (default) builds the three 1x1 convolutions without bias, as eq. 2;
+  ``qkv_bias=True`` gives each a bias (SAGAN's code, and this block before the option
+  existed). A checkpoint trained with the biases (it holds ``f.bias``, ``g.bias``, ``h.bias``)
+  still loads into a block built without them: the block takes the biases back on loading
+  (:meth:`SelfAttention._load_from_state_dict`), so it computes what was trained. The output
+  projection ``D / 8 -> D`` (not in the paper, see above) keeps its bias.
 * **No 1/sqrt(d) scale.** Eq. 1 (Vaswani et al.) scales the dot products, eqs. 3-4 do not;
   ``scale=False`` follows eqs. 3-4, ``scale=True`` divides ``e`` by ``sqrt(D / key_reduction)``.
 * **Sigmoid scores** (Table 6 says only that the sigmoid replaces the softmax) are not
@@ -92,6 +99,7 @@ class SelfAttention(nn.Module):
         scale: divide the responses by ``sqrt(D // key_reduction)``.
         sigmoid_mean: with sigmoid scores, average over the attended positions instead of
             summing (no effect with softmax).
+        qkv_bias: give the ``f``, ``g``, ``h`` 1x1 convolutions a bias (eq. 2 has none).
     """
 
     def __init__(
@@ -105,6 +113,7 @@ class SelfAttention(nn.Module):
         value_relu: bool = True,
         scale: bool = False,
         sigmoid_mean: bool = True,
+        qkv_bias: bool = False,
     ) -> None:
         super().__init__()
         if scores not in SCORES:
@@ -118,11 +127,34 @@ class SelfAttention(nn.Module):
         self.scores, self.aggregation = scores, aggregation
         self.value_relu, self.sigmoid_mean = value_relu, sigmoid_mean
         self.temperature = math.sqrt(key_dim) if scale else 1.0
-        self.f = nn.Conv2d(in_channels, key_dim, 1)
-        self.g = nn.Conv2d(in_channels, key_dim, 1)
-        self.h = nn.Conv2d(in_channels, value_dim, 1)
+        self.qkv_bias = bool(qkv_bias)
+        self.f = nn.Conv2d(in_channels, key_dim, 1, bias=self.qkv_bias)
+        self.g = nn.Conv2d(in_channels, key_dim, 1, bias=self.qkv_bias)
+        self.h = nn.Conv2d(in_channels, value_dim, 1, bias=self.qkv_bias)
         self.out = nn.Conv2d(value_dim, in_channels, 1)
         self.alpha = nn.Parameter(torch.zeros(()))
+
+    def _load_from_state_dict(
+        self,
+        state_dict: dict,
+        prefix: str,
+        local_metadata: dict,
+        strict: bool,
+        missing_keys: list,
+        unexpected_keys: list,
+        error_msgs: list,
+    ) -> None:
+        # Weights trained with biased f, g, h (qkv_bias=True, the only form before the option
+        # existed) loaded into a block built without them: give the convolutions their biases
+        # back (before the children load theirs), so the block computes what was trained.
+        if not self.qkv_bias and all(f"{prefix}{k}.bias" in state_dict for k in "fgh"):
+            for name in "fgh":
+                conv = getattr(self, name)
+                conv.bias = nn.Parameter(conv.weight.new_zeros(conv.out_channels))
+            self.qkv_bias = True
+        super()._load_from_state_dict(
+            state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys, error_msgs
+        )
 
     def attention(self, x: Tensor) -> Tensor:
         """The scores ``s``: ``(B, D, h, w) -> (B, L, L)``, row ``j`` attends over columns ``i``."""
@@ -167,6 +199,7 @@ class SelfAttention(nn.Module):
     def extra_repr(self) -> str:
         return (
             f"scores={self.scores!r}, aggregation={self.aggregation!r}, "
-            f"value_relu={self.value_relu}, temperature={self.temperature:g}"
+            f"value_relu={self.value_relu}, temperature={self.temperature:g}, "
+            f"qkv_bias={self.qkv_bias}"
             + (f", sigmoid_mean={self.sigmoid_mean}" if self.scores == "sigmoid" else "")
         )

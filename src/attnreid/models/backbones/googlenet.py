@@ -21,6 +21,18 @@ re-normalising ImageNet-normalised inputs inside ``forward``; this backbone inst
 
 ``last_stride=1`` replaces the last downsampling, ``maxpool4`` (2x2, stride 2), by the
 identity: 256x128 input then gives a 16x8 map.
+
+**The "5x5" branch is a 3x3 convolution.** In GoogLeNet (Szegedy et al. 2015) the third
+branch of every inception block is a 1x1 reduction followed by a 5x5 convolution; in
+torchvision's ``Inception`` that branch (``branch3``) is a 1x1 followed by a *3x3*
+convolution (padding 1), although its arguments are still named ``ch5x5red`` / ``ch5x5``.
+torchvision's ImageNet weights — the only ImageNet GoogLeNet-with-BatchNorm weights this
+package can load, and the ones CCAN's presets use ("GoogLeNet-V1 with Batch Normalization
+pretrained on ImageNet") — were ported from TensorFlow-Slim's ``inception_v1``, which has a 3x3
+kernel there (pytorch/vision issue #906); a 5x5 layer could not take them. We keep
+torchvision's layer so that the pretrained weights load: each block's widest branch sees 3x3
+instead of 5x5 (a smaller receptive field than the paper's network), in every preset built on
+this backbone, pretrained or not (so a run from scratch has the same architecture).
 """
 
 from __future__ import annotations

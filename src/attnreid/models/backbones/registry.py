@@ -11,6 +11,7 @@ from attnreid.models.backbones.densenet import build_densenet121
 from attnreid.models.backbones.efficientnet import build_efficientnet_lite0
 from attnreid.models.backbones.googlenet import build_googlenet
 from attnreid.models.backbones.mobilenet import build_mobilenet_v2
+from attnreid.models.backbones.osnet import OSNET_NAMES, build_osnet
 from attnreid.models.backbones.resnet import RESNET_NAMES, build_resnet
 from attnreid.models.backbones.weights import (
     IMAGENET_SOURCES,
@@ -24,6 +25,7 @@ _BUILDERS: dict[str, Callable[..., Backbone]] = {
     "efficientnet_lite0": build_efficientnet_lite0,
     "densenet121": build_densenet121,
     "googlenet": build_googlenet,
+    **{name: build_osnet for name in OSNET_NAMES},
 }
 assert set(_BUILDERS) == set(IMAGENET_SOURCES), "every backbone needs an ImageNet source"
 
@@ -49,7 +51,8 @@ def build_backbone(
             or download; see :mod:`attnreid.models.backbones.weights`) or the path of a
             ``.pth``/``.pt``/``.safetensors`` state dict.
         last_stride: 1 to keep resolution in the last downsampling stage (every family; which
-            layer changes is documented in each family's module).
+            layer changes is documented in each family's module; the OSNets already end at
+            stride 16 with 2, and at stride 8 with 1).
         dilation: ResNet-50/101/152 only: ``True`` for ``[False, True, True]`` or three bools
             for ``replace_stride_with_dilation`` (layer2, layer3, layer4).
         **kwargs: family options (``zero_init_residual`` for ResNets, ``memory_efficient`` for

@@ -15,6 +15,11 @@ the backbone maps those onto its stages when loading):
      which stores the file in the hub cache. Without internet this raises :class:`ModelError`
      saying how to pass a local file instead.
 
+  The OSNets' ImageNet weights are published by torchreid on Google Drive only, which is not
+  downloaded: their source has ``download=False`` and a ``file_name`` (torchreid's
+  ``<name>_imagenet.pth``), so only step 1 applies, and a missing file raises
+  :class:`ModelError` giving the Google Drive address and the path to pass instead.
+
 * a path: a ``.pth``/``.pt`` file (read with ``torch.load(weights_only=True)``) or a
   ``.safetensors`` file holding a state dict, possibly wrapped in a ``state_dict``/``model``
   entry and possibly with DataParallel's ``module.`` prefix. Besides the reference layout, the
@@ -38,6 +43,7 @@ from attnreid.errors import ModelError
 from attnreid.models.backbones.base import check_backbone_name
 from attnreid.models.backbones.efficientnet import is_lukemelas_layout, lukemelas_to_timm
 from attnreid.models.backbones.mobilenet import is_legacy_layout, legacy_to_torchvision
+from attnreid.models.backbones.osnet import OSNET_IMAGENET_URLS
 from attnreid.utils.safe_load import RefusedFile, load_tensors_only
 
 
@@ -47,12 +53,16 @@ class ImagenetSource:
 
     ``torchvision_weights`` is ``"<enum class>.<member>"`` in ``torchvision.models``; ``url`` is
     used when there is none (timm weights). ``package`` is an offline fallback: the importable
-    package name and the file's path inside it.
+    package name and the file's path inside it. ``file_name`` names the hub cache file when the
+    URL's path does not; ``download=False`` marks a URL that is only shown to the user (one that
+    needs a browser, such as Google Drive), never fetched.
     """
 
     torchvision_weights: str | None = None
     url: str | None = None
     package: tuple[str, str] | None = None
+    file_name: str | None = None
+    download: bool = True
 
 
 IMAGENET_SOURCES: dict[str, ImagenetSource] = {
@@ -77,6 +87,10 @@ IMAGENET_SOURCES: dict[str, ImagenetSource] = {
     ),
     "densenet121": ImagenetSource("DenseNet121_Weights.IMAGENET1K_V1"),
     "googlenet": ImagenetSource("GoogLeNet_Weights.IMAGENET1K_V1"),
+    **{
+        name: ImagenetSource(url=url, file_name=f"{name}_imagenet.pth", download=False)
+        for name, url in OSNET_IMAGENET_URLS.items()
+    },
 }
 
 _WRAPPER_KEYS = ("state_dict", "model")
@@ -164,8 +178,10 @@ def load_weights_file(path: str | os.PathLike[str]) -> dict[str, Tensor]:
 
 def hub_cache_file(name: str) -> Path:
     """Where the torch hub cache keeps (or would keep) ``name``'s official ImageNet file."""
-    url = _imagenet_url(name)
-    return Path(torch.hub.get_dir()) / "checkpoints" / os.path.basename(urlparse(url).path)
+    file_name = IMAGENET_SOURCES[name].file_name
+    if file_name is None:
+        file_name = os.path.basename(urlparse(_imagenet_url(name)).path)
+    return Path(torch.hub.get_dir()) / "checkpoints" / file_name
 
 
 def package_weights_file(name: str) -> Path | None:
@@ -193,7 +209,7 @@ def fetch_state_dict(name: str) -> dict[str, Tensor]:
     if source.torchvision_weights is not None:
         weights = _torchvision_weights(source.torchvision_weights)
         return weights.get_state_dict(progress=True, check_hash=True)
-    assert source.url is not None
+    assert source.url is not None and source.download
     return torch.hub.load_state_dict_from_url(
         source.url, map_location="cpu", progress=True, weights_only=True
     )
@@ -208,6 +224,11 @@ def _imagenet(name: str) -> tuple[dict[str, Tensor], str]:
     if packaged is not None:
         return load_weights_file(packaged), f"ImageNet weights {packaged}"
     url = _imagenet_url(name)
+    if not IMAGENET_SOURCES[name].download:
+        raise ModelError(
+            f"the ImageNet weights of {name} are published at {url}, which attnreid does not "
+            f"download; save that file as {cache} or pass pretrained=/path/to/{cache.name}"
+        )
     try:
         state = fetch_state_dict(name)
     except ModelError:

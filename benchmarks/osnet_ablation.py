@@ -1,0 +1,136 @@
+"""The attention ablations on CUHK01 from an OSNet x0.25 (MSMT17) start, several seeds each.
+
+    python benchmarks/osnet_ablation.py [--seeds 3] [--presets P ...]
+
+Runs ``attnreid train -c PRESET seed=S output_dir=runs/PRESET/seedS`` for every ``_osnet_cpu``
+preset and seed, seed-major (every row gets its first seed before any gets its second), resuming
+a run that was interrupted and skipping one that has finished, so the whole table can be built
+over several sessions. After each run it records the run's final evaluation (the last row of
+its ``metrics.json``), the wall time measured here and the machine in
+``benchmarks/results/osnet_ablation.json`` (atomically), then prints the table: mean ± sample
+std over the finished seeds, and for each attention pair whether the difference of the means
+is larger than the seeds' spread (``|diff| > s1 + s2``, the sum of the two rows' std).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from attnreid.utils.io import atomic_write_text
+
+REPO = Path(__file__).resolve().parents[1]
+RESULTS = REPO / "benchmarks" / "results" / "osnet_ablation.json"
+KEYS = ("rank1", "rank5", "rank10", "mAP", "mINP")
+ROWS = [  # (preset, label); pairs are consecutive rows after the baseline
+    ("osnet_x0_25_cuhk01_cpu", "OSNet x0.25 fine-tuned (baseline)"),
+    ("sona_bl_dbplus_osnet_cpu", "SONA: BL + DB+"),
+    ("sona2_net_osnet_cpu", "SONA: SONA²-Net"),
+    ("ccan_g_osnet_cpu", "CCAN: G"),
+    ("ccan_osnet_cpu", "CCAN: G + SS + L + CC"),
+    ("duatm_avgpool_osnet_cpu", "DuATM: AvePool + l0"),
+    ("duatm_osnet_cpu", "DuATM: dual attention + l0 + l1 + l2"),
+    ("sa_resnet50_plain_osnet_cpu", "SA-ResNet: plain"),
+    ("sa_resnet50_osnet_cpu", "SA-ResNet: self-attention"),
+]
+PAIRS = [(ROWS[i][0], ROWS[i + 1][0]) for i in range(1, len(ROWS), 2)]
+
+
+def _load() -> dict:
+    return json.loads(RESULTS.read_text()) if RESULTS.is_file() else {"runs": []}
+
+
+def _save(data: dict) -> None:
+    atomic_write_text(RESULTS, json.dumps(data, indent=1) + "\n")
+
+
+def _run(preset: str, seed: int) -> dict:
+    out = REPO / "runs" / preset / f"seed{seed}"
+    cmd = [sys.executable, "-m", "attnreid.cli.main", "train", "-c", preset, f"seed={seed}"]
+    cmd += [f"output_dir={out}", "train.progress=false"]
+    if (out / "checkpoints" / "last.ckpt").is_file():
+        cmd.append("--resume")
+    t0 = time.perf_counter()
+    subprocess.run(cmd, cwd=REPO, check=True)
+    minutes = (time.perf_counter() - t0) / 60
+    final = json.loads((out / "metrics.json").read_text())["evaluations"][-1]
+    return {
+        "preset": preset,
+        "seed": seed,
+        "epoch": final["epoch"],
+        **{k: final[k] for k in KEYS},
+        "minutes": round(minutes, 2),
+        "resumed": "--resume" in cmd,
+        "date": time.strftime("%Y-%m-%d"),
+        "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, {platform.processor() or '?'}",
+    }
+
+
+def table(data: dict) -> str:
+    runs: dict[str, list[dict]] = {}
+    for r in data["runs"]:
+        runs.setdefault(r["preset"], []).append(r)
+
+    def stat(preset: str, key: str) -> tuple[float, float, int]:
+        values = [100 * r[key] for r in runs.get(preset, [])]
+        if not values:
+            return float("nan"), float("nan"), 0
+        std = statistics.stdev(values) if len(values) > 1 else 0.0
+        return statistics.fmean(values), std, len(values)
+
+    lines = ["| model | preset | seeds | R1 | R5 | R10 | mAP | mINP | minutes / run |"]
+    lines.append("|---" * 9 + "|")
+    for preset, label in ROWS:
+        cells = []
+        for key in KEYS:
+            mean, std, n = stat(preset, key)
+            cells.append("—" if n == 0 else f"{mean:.1f} ± {std:.1f}" if n > 1 else f"{mean:.1f}")
+        mins = [r["minutes"] for r in runs.get(preset, [])]
+        minutes = f"{statistics.median(mins):.1f}" if mins else "—"
+        n = len(runs.get(preset, []))
+        lines.append(f"| {label} | `{preset}` | {n} | " + " | ".join(cells) + f" | {minutes} |")
+    lines.append("")
+    for plain, attn in PAIRS:
+        for key in ("rank1", "mAP"):
+            (m1, s1, n1), (m2, s2, n2) = stat(plain, key), stat(attn, key)
+            if min(n1, n2) < 2:
+                verdict = "not enough seeds"
+            else:
+                verdict = "beyond" if abs(m2 - m1) > s1 + s2 else "within"
+            lines.append(
+                f"- {attn} vs {plain}, {key}: {m2 - m1:+.1f} ({verdict} the seeds' spread, "
+                f"{n1} and {n2} seeds)"
+            )
+    return "\n".join(lines)
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--seeds", type=int, default=3)
+    p.add_argument("--presets", nargs="*", default=[r[0] for r in ROWS])
+    p.add_argument("--table", action="store_true", help="only print the table")
+    args = p.parse_args()
+    if not args.table:
+        for seed in range(args.seeds):
+            for preset in args.presets:
+                data = _load()
+                if any(r["preset"] == preset and r["seed"] == seed for r in data["runs"]):
+                    continue
+                row = _run(preset, seed)
+                data = _load()
+                data["runs"].append(row)
+                _save(data)
+                print(json.dumps(row), flush=True)
+    print(table(_load()))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
