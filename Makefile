@@ -5,7 +5,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-$(shell cat requirements.lock pyproject.toml | cksum | cut -d' ' -f1)
 
-.PHONY: demo test test-fast lint bench clean-venv
+.PHONY: demo test test-fast lint bench clean-venv browser
 
 $(STAMP): requirements.lock pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -17,7 +17,15 @@ $(STAMP): requirements.lock pyproject.toml
 demo: $(STAMP)
 	$(VENV)/bin/attnreid demo
 
-test: $(STAMP)
+# Debian's Chromium for the browser test of `attnreid serve` (tests/serve/test_browser.py)
+CHROMIUM := /usr/bin/chromium
+$(CHROMIUM):
+	@if command -v apt-get >/dev/null; then \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
+	else echo "warning: no apt-get: install Chromium at $(CHROMIUM) for the browser test"; fi
+browser: $(CHROMIUM)
+
+test: $(STAMP) browser
 	$(PY) -m pytest -q
 	$(PY) -m ruff check src tests benchmarks
 

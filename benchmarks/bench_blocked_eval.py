@@ -1,4 +1,4 @@
-"""Benchmark of blocked (large-gallery) evaluation at MSMT17 scale.
+"""Benchmark of evaluation in query blocks at MSMT17 scale (large galleries).
 
 Run: ``python benchmarks/bench_blocked_eval.py`` (``--help`` for options; about 2 minutes on 2
 cores, peak memory about 1.5 GB).
@@ -6,10 +6,10 @@ cores, peak memory about 1.5 GB).
 Data: MSMT17's test split sizes -- 11,659 queries and 82,161 gallery images of 3,060 identities
 seen by 15 cameras -- with random 2,048-d float32 features with structure (identity centre +
 camera offset + per-image noise, ``--noise``). The whole query x gallery distance matrix would
-be 3.8 GB in float32; :func:`attnreid.evaluation.evaluate.score_features` switches to the
-blocked path above ``block_threshold`` distances and never holds it.
+be 3.8 GB in float32; :class:`attnreid.evaluation.scoring.Scorer` (what evaluation runs)
+streams query blocks and never holds it.
 
-Reported: the wall time of ``score_features`` (distances + CMC / mAP / mINP) and the peak
+Reported: the wall time of ``Scorer().score`` (distances + CMC / mAP / mINP) and the peak
 resident memory of the process during it (``/proc/self/status`` VmHWM, reset before the call),
 in total and above what the process held before (the features themselves take
 ``N x D x 4`` bytes = 768 MB). ``--check`` first verifies on a slice that the blocked result
@@ -32,9 +32,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_metrics import machine, reset_peak_rss, rss_mb
 
 from attnreid.evaluation.distance import compute_distance
-from attnreid.evaluation.evaluate import score_features
 from attnreid.evaluation.features import FeatureSet
 from attnreid.evaluation.metrics import evaluate_rank
+from attnreid.evaluation.scoring import Scorer
 
 NUM_IDS, NUM_CAMS, NUM_QUERY, NUM_GALLERY = 3060, 15, 11659, 82161
 
@@ -76,7 +76,7 @@ def check(dim: int, noise: float, seed: int) -> None:
             compute_distance(q.features, g.features).numpy(), q.pids, g.pids, q.camids,
             g.camids, mode=mode,
         )  # fmt: skip
-        blocked = score_features(q, g, mode=mode, block_threshold=0)
+        blocked = Scorer(block_elems=len(g) * 64).score(q, g, mode)  # 64 queries a block
         same = (
             np.array_equal(full.cmc, blocked.cmc)
             and full.mAP == blocked.mAP
@@ -116,7 +116,7 @@ def main() -> None:
     for label, rerank in runs:
         exact = reset_peak_rss()
         t0 = time.perf_counter()
-        result = score_features(q, g, rerank=rerank, block_threshold=0)  # always blocked
+        result = Scorer(rerank=rerank).score(q, g)
         seconds = time.perf_counter() - t0
         _, peak = rss_mb()
         note = "" if exact else " (process peak: /proc/self/clear_refs unavailable)"

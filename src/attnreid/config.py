@@ -22,7 +22,6 @@ inherited key of that mapping: the file's mapping replaces the parent's, as in m
 from __future__ import annotations
 
 import copy
-import difflib
 import importlib.resources
 import re
 from collections.abc import Iterable, Mapping
@@ -32,12 +31,16 @@ from typing import Any
 import yaml
 
 from attnreid.errors import ConfigError
+from attnreid.utils.checks import did_you_mean
 
 #: The presets shipped in the package (a plain folder once installed by pip or setuptools).
 CONFIG_DIR = Path(str(importlib.resources.files("attnreid") / "configs"))
 FREE_FORM = {"model.options", "data.options", "loss", "data.transforms.resize_crop"}
 #: Keys that also take a list of what their default's type is (several datasets).
 LIST_TOO = {"data.dataset"}
+#: Keys of older versions, ignored in the configs stored with models (:func:`stored_config`):
+#: evaluation always streams query blocks now.
+RETIRED = {"eval": ("block_threshold",)}
 
 DEFAULTS: dict[str, Any] = {
     "name": "run",
@@ -128,7 +131,6 @@ DEFAULTS: dict[str, Any] = {
         "rerank_k1": 20,
         "rerank_k2": 6,
         "rerank_lambda": 0.3,
-        "block_threshold": 67108864,  # query x gallery distances above which: query blocks
         "targets": [],  # attnreid eval: test sets, one row each ([]: the training data's)
     },
 }
@@ -158,8 +160,7 @@ def resolve_config_path(name: str | Path) -> Path:
         if candidate.is_file():
             return candidate
     presets = sorted(p.stem for p in CONFIG_DIR.glob("*.yaml")) if CONFIG_DIR.is_dir() else []
-    close = difflib.get_close_matches(str(name), presets, n=1)
-    hint = f"; did you mean {close[0]!r}?" if close else ""
+    hint = did_you_mean(name, presets)
     raise ConfigError(f"config {name!r} is neither a file nor a preset in {CONFIG_DIR}{hint}")
 
 
@@ -224,17 +225,14 @@ def _delete(section: dict[str, Any], delete: Any, prefix: str) -> dict[str, Any]
         raise ConfigError(f"_delete_ in {where!r} must be true or a list of key names")
     for name in names:
         if name not in section:
-            close = difflib.get_close_matches(name, list(section), n=1)
-            hint = f"; did you mean '{prefix}{close[0]}'?" if close else ""
+            hint = did_you_mean(f"{prefix}{name}", [f"{prefix}{k}" for k in section])
             raise ConfigError(f"cannot remove config key '{prefix}{name}': it is not set{hint}")
         del section[name]
     return section
 
 
 def _unknown(dotted: str, prefix: str, section: Mapping[str, Any]) -> None:
-    known = [f"{prefix}{k}" for k in section]
-    close = difflib.get_close_matches(dotted, known, n=1)
-    hint = f"; did you mean {close[0]!r}?" if close else ""
+    hint = did_you_mean(dotted, [f"{prefix}{k}" for k in section])
     raise ConfigError(f"unknown config key {dotted!r}{hint}")
 
 
@@ -321,6 +319,18 @@ def load_config(
     cfg["output_dir"] = str(cfg["output_dir"]).replace("${name}", str(cfg["name"]))
     cfg["_source"] = source
     return cfg
+
+
+def stored_config(saved: Mapping[str, Any] | None) -> dict[str, Any]:
+    """A config stored with a model (in a checkpoint or an ONNX file), as ``updates`` for
+    :func:`load_config`: without its private keys (``_source``) nor the keys this version no
+    longer has (:data:`RETIRED`), so that models written by an older version still load."""
+    out = {k: copy.deepcopy(v) for k, v in (saved or {}).items() if not k.startswith("_")}
+    for key, value in out.items():
+        if isinstance(value, dict):
+            gone = RETIRED.get(key, ())
+            out[key] = {k: v for k, v in value.items() if not k.startswith("_") and k not in gone}
+    return out
 
 
 def dump_config(cfg: Mapping[str, Any]) -> str:

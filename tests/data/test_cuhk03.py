@@ -145,7 +145,7 @@ def test_new_protocol_errors(tmp_path):
     (tmp_path / "x").mkdir()
     with pytest.raises(DatasetError, match=r"missing split file .*found: "):
         build_dataset("cuhk03", tmp_path / "x")
-    with pytest.raises(DatasetError, match="images must be 'labeled' or 'detected'"):
+    with pytest.raises(DatasetError, match="images must be one of labeled, detected, got 'both'"):
         build_dataset("cuhk03", tmp_path, images="both")
 
 

@@ -231,7 +231,8 @@ def test_zhong_random_erasing_fills_with_the_normalised_mean_pixel():
     out = half(img)
     top, left, _, _ = erased_box(out, base_half)
     torch.testing.assert_close(out[:, top, left], torch.tensor([-0.0172, -0.0356, -0.1070]))
-    with pytest.raises(ConfigError, match="random_erasing_style must be torchvision or zhong"):
+    style = "random_erasing_style must be one of torchvision, zhong, got 'Zhong'"
+    with pytest.raises(ConfigError, match=style):
         build_transforms(64, 32, train=True, random_erasing=0.5, random_erasing_style="Zhong")
 
 

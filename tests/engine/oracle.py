@@ -7,7 +7,6 @@ with the reference per-query loop of ``tests/evaluation/reference.py``.
 
 from __future__ import annotations
 
-import importlib
 from typing import Any
 
 import numpy as np
@@ -16,39 +15,38 @@ import torch
 import torch.nn.functional as F
 
 from attnreid.evaluation.distance import compute_distance
+from attnreid.evaluation.scoring import Scorer
 from tests.evaluation.reference import reference_market
-
-evaluate_module = importlib.import_module("attnreid.evaluation.evaluate")
 
 
 def capture_scoring(monkeypatch: pytest.MonkeyPatch) -> list[dict[str, Any]]:
-    """Every call of the evaluation's scoring (``score_features``), in order: its features,
-    settings and result."""
+    """Every call of the evaluation's scoring (``Scorer.score``), in order: its features,
+    settings (``model``: the model whose own distance ranks, or None) and result."""
     calls: list[dict[str, Any]] = []
-    real = evaluate_module.score_features
+    real = Scorer.score
 
-    def spy(query, gallery, **kwargs):
-        result = real(query, gallery, **kwargs)
-        calls.append({"query": query, "gallery": gallery, "result": result, **kwargs})
+    def spy(scorer, query, gallery, mode="market"):
+        result = real(scorer, query, gallery, mode)
+        settings = {k: getattr(scorer, k) for k in ("model", "metric", "normalize", "max_rank")}
+        calls.append({"query": query, "gallery": gallery, "result": result, "mode": mode,
+                      "rerank": scorer.rerank, **settings})  # fmt: skip
         return result
 
-    monkeypatch.setattr(evaluate_module, "score_features", spy)
+    monkeypatch.setattr(Scorer, "score", spy)
     return calls
 
 
 def _distances(call: dict[str, Any]) -> np.ndarray:
-    """The query x gallery distances: the model's own if it defines one, else the library's
+    """The query x gallery distances: the model's own if it ranks with it, else the library's
     euclidean / cosine distance (tests/evaluation/test_distance.py checks it) of the features,
     L2-normalised first with ``normalize``. (The features of a network trained for a step are
     nearly equal, so a distance computed another way, e.g. in float64, breaks near-ties in
     another order; the ranking metrics are what is recomputed here.)"""
     qf, gf = call["query"].features, call["gallery"].features
     model = call.get("model")
-    if model is not None and hasattr(model, "compute_distance"):
+    if model is not None:
         with torch.no_grad():
-            own = model.compute_distance(qf, gf)
-        if own is not None:
-            return own.detach().cpu().numpy()
+            return model.compute_distance(qf, gf).detach().cpu().numpy()
     if call.get("normalize", False):
         qf, gf = F.normalize(qf, dim=1), F.normalize(gf, dim=1)
     return compute_distance(qf, gf, metric=call.get("metric", "euclidean")).numpy()

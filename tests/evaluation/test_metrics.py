@@ -350,7 +350,7 @@ def test_non_contiguous_distmat():
 @pytest.mark.parametrize(
     ("kwargs", "exc", "pattern"),
     [
-        ({"mode": "duke"}, ConfigError, "valid choices: market, cuhk03"),
+        ({"mode": "duke"}, ConfigError, "evaluation mode must be one of market, cuhk03, got "),
         ({"max_rank": 0}, ConfigError, "max_rank"),
         ({"query_block": 0}, ConfigError, "query_block"),
         ({"num_repeats": 0}, ConfigError, "num_repeats"),

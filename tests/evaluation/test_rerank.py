@@ -92,6 +92,7 @@ def test_from_features_equals_from_matrices():
 class L1Model(torch.nn.Module):
     """A model with its own distance (like DuATM): L1 between features."""
 
+    own_distance = True
     calls = 0
 
     def compute_distance(self, q: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
@@ -125,7 +126,7 @@ def test_bad_arguments_are_one_line_errors():
     bad[3, 4] = np.nan
     with pytest.raises(ConfigError, match="NaN"):
         rr.re_ranking(mats[0], mats[1], bad)
-    with pytest.raises(ConfigError, match="unknown distance metric"):
+    with pytest.raises(ConfigError, match="metric must be one of euclidean, cosine"):
         rr.rerank_features(np.zeros((2, 3)), np.zeros((4, 3)), metric="manhattan")
 
 

@@ -35,7 +35,8 @@ def _whole_blocks_only(dropped: torch.Tensor, bh: int, bw: int) -> bool:
 def test_gamma_formula():
     # Ghiasi et al.'s square formula on a square map
     assert dropblock_gamma(14, 14, 7, 7, 0.1) == pytest.approx(0.1 * 14**2 / 7**2 / 8**2)
-    # the rectangular generalisation of NOTES.md at the paper's map and block
+    # the rectangular generalisation (height x width for each squared side) at the paper's
+    # map and block
     assert dropblock_gamma(48, 16, 5, 8, 0.1) == pytest.approx(0.1 * 768 / 40 / (44 * 9))
     # a block larger than the map is clamped to it: drop the whole map with rate drop_prob
     assert dropblock_gamma(4, 3, 5, 8, 0.2) == pytest.approx(0.2)

@@ -72,12 +72,12 @@ def test_test_features_and_distance_follow_the_matching():
 
 
 def test_query_blocks_of_the_evaluation_give_the_whole_matrix():
-    from attnreid.evaluation.blocked import feature_distance_blocks
+    from attnreid.evaluation.scoring import Scorer
 
     model = small().eval()
     with torch.no_grad():
         q, g = model(torch.randn(5, 3, 64, 32)), model(torch.randn(4, 3, 64, 32))
-    blocks = list(feature_distance_blocks(q, g, model=model, block_elems=8))  # 2 queries each
+    blocks = list(Scorer(model, block_elems=8).blocks(q, g))  # 2 queries each
     assert [start for start, _ in blocks] == [0, 2, 4]
     whole = model.compute_distance(q, g).numpy()
     assert np.array_equal(np.concatenate([b for _, b in blocks]), whole)

@@ -12,11 +12,10 @@ from attnreid.config import CONFIG_DIR, load_config
 from attnreid.engine import build as build_module
 from attnreid.engine.optim import build_optimizer, build_scheduler
 from attnreid.errors import ModelError
-from attnreid.evaluation.blocked import feature_distance_blocks
 from attnreid.evaluation.distance import compute_distance
-from attnreid.evaluation.evaluate import score_features
 from attnreid.evaluation.features import FeatureSet
 from attnreid.evaluation.metrics import evaluate_rank
+from attnreid.evaluation.scoring import Scorer
 from attnreid.models import build_model, list_models
 from attnreid.models.attention.self_attention import SelfAttention
 from attnreid.models.attention.spatial_attention import SpatialAttention
@@ -145,10 +144,11 @@ def _feature_set(n: int, dim: int, seed: int) -> FeatureSet:
 
 
 @pytest.mark.parametrize("rerank", [False, True])
-@pytest.mark.parametrize("block_threshold", [10**9, 0])
-def test_evaluation_uses_the_normalised_distance(monkeypatch, rerank, block_threshold):
-    """score_features (what the engine's evaluator calls, with model=model) ranks with the
-    model's distance, whole or in query blocks, and the blocks are the whole matrix's rows."""
+@pytest.mark.parametrize("block_elems", [10**9, 22])
+def test_evaluation_uses_the_normalised_distance(monkeypatch, rerank, block_elems):
+    """The Scorer (what the engine's evaluator scores with, built with the model) ranks with
+    the model's distance, whole or in query blocks, and the blocks are the whole matrix's
+    rows."""
     model = build_model("sa_resnet", 3, backbone="resnet18")
     q, g = _feature_set(7, 12, 0), _feature_set(11, 12, 1)
     calls: list[torch.Tensor] = []
@@ -159,14 +159,8 @@ def test_evaluation_uses_the_normalised_distance(monkeypatch, rerank, block_thre
         return out
 
     monkeypatch.setattr(model, "compute_distance", spy)
-    result = score_features(
-        q,
-        g,
-        model=model,
-        mode="market",
-        max_rank=5,
-        rerank=rerank,
-        block_threshold=block_threshold,
+    result = Scorer(model, max_rank=5, rerank=rerank, block_elems=block_elems).score(
+        q, g, "market"
     )
     assert calls and all(float(c.max()) <= 1.0 for c in calls)
     if not rerank:
@@ -175,7 +169,7 @@ def test_evaluation_uses_the_normalised_distance(monkeypatch, rerank, block_thre
             full, q.pids, g.pids, q.camids, g.camids, max_rank=5, mode="market"
         )
         assert result.mAP == pytest.approx(expected.mAP)
-        blocks = feature_distance_blocks(q.features, g.features, model=model, block_elems=22)
+        blocks = Scorer(model, block_elems=22).blocks(q.features, g.features)
         np.testing.assert_allclose(np.concatenate([b for _, b in blocks]), full, rtol=1e-6)
 
 
@@ -183,11 +177,11 @@ def test_engine_evaluator_passes_the_model(monkeypatch, tiny_synth, tmp_path):
     cfg = load_config("sa_resnet50_cpu", tiny_train_overrides(tiny_synth, tmp_path))
     seen = {}
 
-    def fake_score(query, gallery, **kwargs):
-        seen.update(kwargs)
+    def fake_score(scorer, query, gallery, mode="market"):
+        seen.update(model=scorer.model)
         return "scored"
 
-    monkeypatch.setattr(evaluate_module, "score_features", fake_score)
+    monkeypatch.setattr(Scorer, "score", fake_score)
     model = build_model("sa_resnet", 3, backbone="resnet18")
     evaluator = evaluate_module.make_evaluator(build_module.load_dataset(cfg), cfg, "cpu")
     assert evaluator(model) == "scored"

@@ -168,7 +168,7 @@ def test_ddp_options():
     assert str(exc.value) == (
         "train.strategy must be one of auto, ddp, ddp_find_unused_parameters_true, got 'fsdp'"
     )
-    with pytest.raises(ConfigError, match="train.devices must be at least 1, got 0"):
+    with pytest.raises(ConfigError, match="train.devices must be a positive integer, got 0"):
         _distribution(load_config("demo", ["train.devices=0"]), cpu)
     with pytest.raises(ConfigError, match="'train.devices' must be of type int, got 'all'"):
         load_config("demo", ["train.devices=all"])

@@ -9,9 +9,9 @@ import pytest
 import torch
 
 from attnreid.errors import DatasetError
-from attnreid.evaluation.evaluate import score_features
 from attnreid.evaluation.features import FeatureSet
 from attnreid.evaluation.metrics import evaluate_rank
+from attnreid.evaluation.scoring import Scorer
 from tests.evaluation.reference import reference_cuhk03, reference_market
 
 
@@ -78,15 +78,15 @@ def test_empty_gallery_is_a_clear_error():
     with pytest.raises(DatasetError, match=r"^the gallery is empty: distmat has 0 columns$"):
         evaluate_rank(np.zeros((3, 0)), [1, 2, 3], [], [0, 0, 0], [])
     with pytest.raises(DatasetError, match=r"^the gallery is empty: there is nothing to evaluate"):
-        score_features(_fs(3), _fs(0))
+        Scorer().score(_fs(3), _fs(0))
     with pytest.raises(DatasetError, match=r"^the query set is empty: there is nothing to"):
-        score_features(_fs(0), _fs(5))
+        Scorer().score(_fs(0), _fs(5))
 
 
 def test_feature_sets_are_scored_like_the_reference():
     q, g = _fs(6), _fs(15)
     d = torch.cdist(q.features, g.features).pow(2).numpy()
     ref = reference_market(d, q.pids, g.pids, q.camids, g.camids, max_rank=10)
-    _same(score_features(q, g, max_rank=10), ref)
-    # blocked scoring (large galleries) gives the same numbers
-    _same(score_features(q, g, max_rank=10, block_threshold=1), ref)
+    _same(Scorer(max_rank=10).score(q, g), ref)
+    # scoring in smaller query blocks (large galleries) gives the same numbers
+    _same(Scorer(max_rank=10, block_elems=1).score(q, g), ref)

@@ -96,7 +96,7 @@ def test_errors(tmp_path):
     export_onnx(model, tmp_path / "m.onnx", height=HEIGHT, width=WIDTH, check=False)
     with pytest.raises(ModelError, match=r"takes \(B, 3, 64, 32\) images"):
         OnnxModel(tmp_path / "m.onnx")(torch.randn(1, 3, 32, 32))
-    with pytest.raises(ModelError, match="unknown ONNX exporter"):
+    with pytest.raises(ModelError, match="ONNX exporter must be one of auto, torchscript, dynamo"):
         export_onnx(model, tmp_path / "x.onnx", height=HEIGHT, width=WIDTH, exporter="tf")
     proto = onnx.load(str(tmp_path / "m.onnx"))
     del proto.metadata_props[:]

@@ -6,13 +6,14 @@ import math
 
 import numpy as np
 import pytest
+import torch
 
 from attnreid.errors import ConfigError, DatasetError
+from attnreid.evaluation.scoring import Scorer
 from attnreid.retrieval import (
     GalleryIndex,
     export_checkpoint,
     extract_crops,
-    index_metric,
     load_feature_model,
     parse_crop_name,
     scan_folder,
@@ -62,7 +63,7 @@ def test_python_api_round_trip(tmp_path, tiny_synth):
     ckpt = fake_checkpoint(tmp_path / "m.ckpt", tiny_synth)
     model, cfg, source = load_feature_model(checkpoint=ckpt)
     assert source["model"] == "resnet18" and source["feature_dim"] == 512
-    assert index_metric(cfg) == "euclidean"
+    assert model.config is cfg and index_metric(model, cfg) == "euclidean"
     files = sorted((tiny_synth / "bounding_box_test").iterdir())
     first = scan_folder(tiny_synth / "bounding_box_test", _manifest(tmp_path, files[:12]))
     second = scan_folder(tiny_synth / "bounding_box_test", _manifest(tmp_path, files[12:20]))
@@ -70,7 +71,7 @@ def test_python_api_round_trip(tmp_path, tiny_synth):
         extract_crops(model, cfg, first),
         first.paths,
         pids=first.pids,
-        metric=index_metric(cfg),
+        metric=index_metric(model, cfg),
         info=source,
     )
     index.add(extract_crops(model, cfg, second), second.paths, pids=second.pids)
@@ -88,11 +89,27 @@ def test_onnx_model_gives_the_same_features(tmp_path, tiny_synth):
     paths = sorted(str(p) for p in (tiny_synth / "query").iterdir())[:6]
     a = extract_crops(*load_feature_model(checkpoint=ckpt)[:2], paths)
     model, cfg, source = load_feature_model(onnx=tmp_path / "m.onnx")
-    assert index_metric(cfg) == "cosine" and source["model"] == "resnet18"
+    assert index_metric(model, cfg) == "cosine" and source["model"] == "resnet18"
     b = extract_crops(model, cfg, paths)
     assert float((a - b).abs().max()) <= 1e-4 * max(1.0, float(a.abs().max()))
     with pytest.raises(ConfigError, match="exactly one"):
         load_feature_model()
+
+
+def index_metric(model, cfg) -> str:
+    return Scorer.from_config(model, cfg["eval"]).index_metric
+
+
+def test_a_model_written_by_an_older_version_still_loads(tmp_path, tiny_synth):
+    """Its stored config may hold keys this version no longer has (eval.block_threshold)."""
+    ckpt = fake_checkpoint(tmp_path / "m.ckpt", tiny_synth)
+    old = torch.load(ckpt, weights_only=True)
+    old["hyper_parameters"]["config"]["eval"]["block_threshold"] = 1 << 26
+    torch.save(old, ckpt)
+    model, cfg, _ = load_feature_model(checkpoint=ckpt, overrides=["eval.flip=false"])
+    assert "block_threshold" not in cfg["eval"] and model.config["eval"]["flip"] is False
+    with pytest.raises(ConfigError, match="unknown config key 'eval.block_threshold'"):
+        load_feature_model(checkpoint=ckpt, overrides=["eval.block_threshold=1"])
 
 
 def _manifest(tmp_path, files):

@@ -95,7 +95,7 @@ def test_errors(tmp_path):
         index.add(np.full((1, 16), np.nan), ["e"])
     with pytest.raises(ConfigError, match="top_k"):
         index.search(gallery(1), top_k=0)
-    with pytest.raises(ConfigError, match="unknown index kind"):
+    with pytest.raises(ConfigError, match="index kind must be one of flat, ivf, hnsw"):
         GalleryIndex(16, kind="lsh")
     with pytest.raises(ConfigError, match="empty"):
         GalleryIndex(16).save(tmp_path / "empty.index")

@@ -17,6 +17,7 @@ import os
 import platform
 from typing import Any
 
+from attnreid.cli.model_args import add_model_args
 from attnreid.config import load_config
 from attnreid.errors import ConfigError
 
@@ -31,8 +32,7 @@ def register(sub: Any) -> None:
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("--config", "-c", required=True, help="a preset name or YAML file")
-    p.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="config overrides")
+    add_model_args(p, (), config="required")
     p.add_argument(
         "--compare", action="append", default=[], metavar="LABEL:K=V,...|PRESET",
         help="another model to time: overrides of the main config, or a preset (repeatable)",

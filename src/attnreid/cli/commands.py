@@ -8,23 +8,9 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from attnreid.cli.model_args import add_model_args, load_model
 from attnreid.config import CONFIG_DIR, dump_config, load_config
-from attnreid.errors import ConfigError
-
-
-def _config_args(p: argparse.ArgumentParser, required: bool = True) -> None:
-    p.add_argument(
-        "--config",
-        "-c",
-        required=required,
-        help="a YAML file or the name of a preset in configs/ (see `attnreid list presets`)",
-    )
-    p.add_argument(
-        "overrides",
-        nargs="*",
-        metavar="KEY=VALUE",
-        help="config overrides with dotted keys, e.g. optim.lr=3e-4 data.root=~/market",
-    )
+from attnreid.utils.checks import positive_int
 
 
 def register(sub: Any) -> None:
@@ -33,7 +19,7 @@ def register(sub: Any) -> None:
         help="train a model from a config preset",
         description="Train a model. Example: attnreid train -c demo train.max_epochs=5",
     )
-    _config_args(p)
+    add_model_args(p, (), config="required")
     p.add_argument(
         "--resume",
         nargs="?",
@@ -64,21 +50,13 @@ def register(sub: Any) -> None:
         "builds before any re-ID training (its model.pretrained backbone and a new head), the "
         "'before training' row of a comparison.",
     )
-    _config_args(p, required=False)
-    src = p.add_mutually_exclusive_group(required=True)
-    src.add_argument("--checkpoint", help="a checkpoint written by attnreid train")
-    src.add_argument(
-        "--untrained", action="store_true", help="the config's network as built (needs --config)"
-    )
+    add_model_args(p, ("checkpoint", "untrained"))
     p.add_argument("--json", action="store_true", help="print the metrics as JSON")
     p.add_argument("--rerank", action="store_true", help="k-reciprocal re-ranking (eval.rerank)")
     p.set_defaults(func=cmd_eval)
 
     p = sub.add_parser("extract", help="extract query and gallery features to one .npz file")
-    _config_args(p, required=False)
-    src = p.add_mutually_exclusive_group(required=True)
-    src.add_argument("--checkpoint", help="a checkpoint written by attnreid train")
-    src.add_argument("--onnx", help="a model written by attnreid export onnx (onnxruntime)")
+    add_model_args(p, ("checkpoint", "onnx"))
     p.add_argument("--output", "-o", required=True, help="the .npz file to write")
     p.set_defaults(func=cmd_extract)
 
@@ -107,8 +85,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     if args.seeds is not None:
         from attnreid.engine.runs import KEYS, format_summary, train_seeds
 
-        if args.seeds < 1:
-            raise ConfigError(f"--seeds must be at least 1, got {args.seeds}")
+        positive_int(args.seeds, "--seeds")
         seeds = list(range(cfg["seed"], cfg["seed"] + args.seeds))
         report = train_seeds(cfg, seeds, resume=bool(args.resume), vary_split=args.vary_split)
         print("| model | " + " | ".join(KEYS) + " |")
@@ -126,47 +103,12 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
-def _load_for_eval(args: argparse.Namespace) -> tuple[Any, dict[str, Any]]:
-    from attnreid.engine.checkpoint import load_model_from_checkpoint
-
-    if getattr(args, "onnx", None):  # an exported model: its stored config, or -c
-        from attnreid.retrieval.gallery import load_feature_model
-
-        model, cfg, _ = load_feature_model(onnx=args.onnx, overrides=args.overrides)
-        return model, load_config(args.config, args.overrides) if args.config else cfg
-    model, meta = load_model_from_checkpoint(args.checkpoint)
-    if args.config is not None:
-        cfg = load_config(args.config, args.overrides)
-        if cfg["model"]["name"] != meta["model"]:
-            from attnreid.errors import CheckpointError
-
-            raise CheckpointError(
-                f"checkpoint {args.checkpoint} holds model {meta['model']!r} but config "
-                f"{args.config} is for {cfg['model']['name']!r}"
-            )
-    else:
-        saved = dict(meta.get("config") or {})
-        saved.pop("_source", None)
-        cfg = load_config(None, args.overrides, **saved)
-    model.config = cfg
-    return model, cfg
-
-
 def cmd_eval(args: argparse.Namespace) -> int:
-    from attnreid.engine.build import build_model_from_config, load_dataset, load_targets
+    from attnreid.engine.build import load_targets
     from attnreid.evaluation.evaluate import evaluate
     from attnreid.evaluation.report import results_table
-    from attnreid.utils.seed import seed_all
 
-    if args.untrained:
-        if args.config is None:
-            raise ConfigError("eval --untrained needs --config: the network to build")
-        cfg = load_config(args.config, args.overrides)
-        classes = load_dataset(cfg).num_train_pids
-        seed_all(cfg["seed"])  # the new head's initialisation, as training starts it
-        model = build_model_from_config(cfg, classes)
-    else:
-        model, cfg = _load_for_eval(args)
+    model, cfg = load_model(args)
     label = f"{cfg['name']} (untrained)" if args.untrained else Path(args.checkpoint).name
     several = bool(cfg["eval"]["targets"])  # one row per test set, named after it
     rows = []
@@ -195,7 +137,7 @@ def cmd_extract(args: argparse.Namespace) -> int:
     from attnreid.evaluation.features import save_features
     from attnreid.utils.device import resolve_device
 
-    model, cfg = _load_for_eval(args)
+    model, cfg = load_model(args)
     dataset = load_dataset(cfg)
     sets = extract_query_gallery(model, dataset, cfg, resolve_device(cfg["device"]))
     path = save_features(args.output, sets[0], sets[1])

@@ -11,7 +11,7 @@ import sys
 from collections.abc import Sequence
 
 from attnreid import __version__
-from attnreid.cli import bench, commands, data, demo, retrieval, viz
+from attnreid.cli import bench, commands, data, demo, retrieval, serve, viz
 from attnreid.errors import AttnReidError
 
 
@@ -24,7 +24,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--debug", action="store_true", help="show tracebacks of errors")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
-    for module in (commands, demo, bench, viz, data, retrieval):
+    for module in (commands, demo, bench, viz, data, retrieval, serve):
         module.register(sub)
     return parser
 

@@ -15,19 +15,9 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from attnreid.errors import CheckpointError, ConfigError
-
-
-def _model_args(p: argparse.ArgumentParser, required: bool) -> None:
-    g = p.add_mutually_exclusive_group(required=required)
-    g.add_argument("--checkpoint", help="a checkpoint written by attnreid train")
-    g.add_argument("--onnx", help="a model written by attnreid export onnx (run by onnxruntime)")
-    p.add_argument(
-        "overrides",
-        nargs="*",
-        metavar="KEY=VALUE",
-        help="overrides of the model's stored config, e.g. data.test_batch_size=64",
-    )
+from attnreid.cli.model_args import add_model_args, load_index_model, load_model
+from attnreid.errors import CheckpointError
+from attnreid.utils.checks import positive_int
 
 
 def register(sub: Any) -> None:
@@ -40,7 +30,7 @@ def register(sub: Any) -> None:
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    _model_args(b, required=True)
+    add_model_args(b, config=None)
     b.add_argument("--folder", required=True, help="folder of images (searched recursively)")
     b.add_argument("--output", "-o", required=True, help="the index file to write")
     b.add_argument("--add", action="store_true", help="add to an existing index (new paths only)")
@@ -77,7 +67,7 @@ def register(sub: Any) -> None:
     s.add_argument("--top", type=int, default=10, help="results per query (default 10)")
     s.add_argument("--json", action="store_true", help="print the results as JSON")
     s.add_argument("--png", help="also draw the query and its results in a PNG strip")
-    _model_args(s, required=False)
+    add_model_args(s, required=False, config=None)
     s.set_defaults(func=cmd_search)
 
     e = sub.add_parser("export", help="export a trained model (ONNX)")
@@ -90,7 +80,7 @@ def register(sub: Any) -> None:
         "dynamic batch, the config's input size) as ONNX, then check onnxruntime against "
         "PyTorch on a random batch.",
     )
-    o.add_argument("--checkpoint", required=True, help="a checkpoint written by attnreid train")
+    add_model_args(o, ("checkpoint",), config=None, overrides=False)
     o.add_argument("--output", "-o", required=True, help="the .onnx file to write")
     o.add_argument(
         "--exporter",
@@ -112,16 +102,12 @@ def _device(model: Any, cfg: dict[str, Any]) -> Any:
 def cmd_index_build(args: argparse.Namespace) -> int:
     import numpy as np
 
-    from attnreid.retrieval import (
-        GalleryIndex,
-        extract_crops,
-        index_metric,
-        load_feature_model,
-        scan_folder,
-    )
+    from attnreid.evaluation.scoring import Scorer
+    from attnreid.retrieval import GalleryIndex, extract_crops, model_source, scan_folder
 
     crops = scan_folder(args.folder, args.manifest, allow_outside_paths=args.allow_outside_paths)
-    model, cfg, source = load_feature_model(args.checkpoint, args.onnx, args.overrides)
+    model, cfg = load_model(args)
+    source = model_source(model, cfg, args.checkpoint, args.onnx)
     out = Path(args.output)
     index = None
     if args.add and out.exists():
@@ -151,7 +137,7 @@ def cmd_index_build(args: argparse.Namespace) -> int:
         index = GalleryIndex.build(
             feats,
             crops.paths,
-            metric=index_metric(cfg),
+            metric=Scorer.from_config(model, cfg["eval"]).index_metric,
             kind=args.kind,
             info=source,
             nlist=args.nlist,
@@ -177,23 +163,12 @@ def cmd_index_info(args: argparse.Namespace) -> int:
 
 
 def cmd_search(args: argparse.Namespace) -> int:
-    from attnreid.retrieval import GalleryIndex, extract_crops, load_feature_model
+    from attnreid.retrieval import GalleryIndex, extract_crops
     from attnreid.retrieval.gallery import parse_crop_name
 
-    if args.top < 1:
-        raise ConfigError(f"--top must be a positive integer, got {args.top}")
+    positive_int(args.top, "--top")
     index = GalleryIndex.load(args.index)
-    ckpt, onnx = args.checkpoint, args.onnx
-    if ckpt is None and onnx is None:
-        ckpt, onnx = index.info.get("checkpoint"), index.info.get("onnx")
-        if ckpt is None and onnx is None:
-            raise ConfigError(f"index {args.index} names no model: pass --checkpoint or --onnx")
-    model, cfg, source = load_feature_model(ckpt, onnx, args.overrides)
-    if source["model"] != index.info.get("model") or source["feature_dim"] != index.dim:
-        raise CheckpointError(
-            f"{ckpt or onnx} is model {source['model']!r} but index {args.index} was built "
-            f"with {index.info.get('model')!r} (dimension {index.dim})"
-        )
+    model, cfg = load_index_model(args, index)
     feats = extract_crops(model, cfg, args.image, device=_device(model, cfg), workers=0)
     results = index.search(feats, args.top)
     if args.json:

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from attnreid.cli import viz_results
-from attnreid.cli.commands import _config_args, _load_for_eval
+from attnreid.cli.model_args import add_model_args, load_model
 
 
 def register(sub: Any) -> None:
@@ -50,8 +50,7 @@ def _register_attention(vsub: Any) -> None:
         "attention each position receives; with --point Y,X (fractions of the image height "
         "and width) it shows the attention of the feature position under that point.",
     )
-    _config_args(p, required=False)
-    p.add_argument("--checkpoint", required=True, help="a checkpoint written by attnreid train")
+    add_model_args(p, ("checkpoint",))
     p.add_argument("--image", required=True, help="the image to draw the attention of")
     p.add_argument(
         "--point",
@@ -75,13 +74,13 @@ def cmd_viz_attention(args: argparse.Namespace) -> int:
 
     from attnreid.data import build_transforms
     from attnreid.data.images import read_image
-    from attnreid.errors import ConfigError, ModelError
+    from attnreid.errors import ModelError
     from attnreid.evaluation.evaluate import input_stats
+    from attnreid.utils.checks import positive_int
     from attnreid.viz import draw_attention
 
-    if args.scale < 1:
-        raise ConfigError(f"--scale must be a positive integer, got {args.scale}")
-    model, cfg = _load_for_eval(args)
+    positive_int(args.scale, "--scale")
+    model, cfg = load_model(args)
     name = getattr(model, "model_name", "") or type(model).__name__
     if not callable(getattr(model, "attention_maps", None)):
         raise ModelError(

@@ -2,7 +2,9 @@
 
 Both read query / gallery features from ``attnreid extract`` files (``--features F.npz``) or
 extract them with checkpoints (``--checkpoint C``, on the dataset of the checkpoint's config,
-or of ``-c CONFIG`` and ``KEY=VALUE`` overrides).
+or of ``-c CONFIG`` and ``KEY=VALUE`` overrides), and rank them with the evaluation's
+:class:`~attnreid.evaluation.scoring.Scorer` (a checkpoint's ``eval`` settings; the library
+defaults for files).
 
     attnreid viz ranks --features f.npz --num-queries 6 --top 10 -o ranks.png
     attnreid viz cmc --checkpoint a.ckpt --checkpoint b.ckpt --label A --label B -o cmc.png
@@ -16,7 +18,9 @@ from typing import Any
 
 import numpy as np
 
+from attnreid.cli.model_args import add_model_args, load_model
 from attnreid.errors import ConfigError
+from attnreid.utils.checks import positive_int
 
 
 @dataclass
@@ -24,28 +28,17 @@ class _Source:
     label: str
     query: Any  # FeatureSet
     gallery: Any
-    metric: str
-    normalize: bool
+    scorer: Any  # Scorer
     mode: str
-    model: Any = None
 
 
 def _source_args(p: argparse.ArgumentParser, repeat: bool) -> None:
-    if repeat:  # any mix of files and checkpoints, one curve each
-        g: Any = p
-        more = " (repeatable)"
-    else:
-        g, more = p.add_mutually_exclusive_group(required=True), ""
-    action = "append" if repeat else "store"
-    g.add_argument("--features", action=action, help=f"a .npz of attnreid extract{more}")
-    g.add_argument("--checkpoint", action=action, help=f"a checkpoint of attnreid train{more}")
-    p.add_argument("--config", "-c", help="dataset / eval config for --checkpoint (a preset)")
-    p.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="config overrides")
+    # with repeat: any mix of files and checkpoints, one curve each
+    add_model_args(p, ("features", "checkpoint"), repeat=repeat)
     p.add_argument(
         "--metric",
-        choices=("euclidean", "cosine"),
         default=None,
-        help="distance (default: the checkpoint's eval.metric; euclidean for files)",
+        help="distance, as eval.metric (default: the checkpoint's; euclidean for files)",
     )
     p.add_argument("--rerank", action="store_true", help="k-reciprocal re-ranking")
 
@@ -91,41 +84,47 @@ def register(vsub: Any) -> None:
     p.add_argument("--max-rank", type=int, default=20, help="last rank drawn (default 20)")
     p.add_argument(
         "--mode",
-        choices=("auto", "market", "cuhk03"),
         default="auto",
-        help="protocol (default: the dataset's; market for feature files)",
+        help="protocol, as eval.mode (default: the dataset's; market for feature files)",
     )
     p.add_argument("--title", default=None, help="figure title")
     p.add_argument("--output", "-o", default="cmc.png", help="the PNG (default cmc.png)")
     p.set_defaults(func=cmd_viz_cmc)
 
 
+def _scorer(args: argparse.Namespace, model: Any, eval_cfg: dict[str, Any]) -> Any:
+    from attnreid.evaluation.scoring import Scorer
+
+    max_rank = getattr(args, "max_rank", None)
+    return Scorer.from_config(
+        model, eval_cfg, metric=args.metric, rerank=args.rerank, max_rank=max_rank
+    )
+
+
 def _from_checkpoint(args: argparse.Namespace, checkpoint: str) -> _Source:
-    from attnreid.cli.commands import _load_for_eval
     from attnreid.engine.build import load_dataset
     from attnreid.evaluation.evaluate import extract_query_gallery
     from attnreid.utils.device import resolve_device
 
-    ns = argparse.Namespace(checkpoint=checkpoint, config=args.config, overrides=args.overrides)
-    model, cfg = _load_for_eval(ns)
-    dataset = load_dataset(cfg)
+    model, cfg = load_model(args, checkpoint=checkpoint)
     e = cfg["eval"]
+    scorer = _scorer(args, model, e)  # checks --metric before the features are extracted
+    dataset = load_dataset(cfg)
     query, gallery = extract_query_gallery(model, dataset, cfg, resolve_device(cfg["device"]))
     mode = dataset.eval_mode if e["mode"] == "auto" else e["mode"]
-    metric = args.metric or e["metric"]
-    return _Source(checkpoint, query, gallery, metric, e["normalize"], mode, model)
+    return _Source(checkpoint, query, gallery, scorer, mode)
 
 
 def _from_file(args: argparse.Namespace, path: str) -> _Source:
+    from attnreid.config import DEFAULTS
     from attnreid.errors import AttnReidError
     from attnreid.evaluation.features import load_features
 
     sets = load_features(path)
     if "query" not in sets or "gallery" not in sets:
         raise AttnReidError(f"feature file {path} needs both query and gallery features")
-    return _Source(
-        path, sets["query"], sets["gallery"], args.metric or "euclidean", False, "market"
-    )
+    scorer = _scorer(args, None, DEFAULTS["eval"])
+    return _Source(path, sets["query"], sets["gallery"], scorer, "market")
 
 
 def _sources(args: argparse.Namespace) -> list[_Source]:
@@ -160,47 +159,20 @@ def _query_indices(args: argparse.Namespace, num_q: int) -> list[int]:
                 f"--queries: indices must lie in [0, {num_q - 1}], got {args.queries}"
             )
         return idx
-    if args.num_queries < 1:
-        raise ConfigError(f"--num-queries must be positive, got {args.num_queries}")
-    n = min(args.num_queries, num_q)
+    n = min(positive_int(args.num_queries, "--num-queries"), num_q)
     return sorted(set(np.linspace(0, num_q - 1, n).round().astype(int).tolist()))
-
-
-def _distances(src: _Source, rows: list[int], rerank: bool) -> np.ndarray:
-    """Distances of the chosen query rows to the whole gallery."""
-    import torch.nn.functional as F
-
-    from attnreid.evaluation.distance import compute_distance
-    from attnreid.evaluation.rerank import FeatureDistances, has_own_distance, iter_rerank
-
-    qf, gf = src.query.features, src.gallery.features
-    model = src.model if has_own_distance(src.model, qf[:1], gf[:1]) else None
-    if model is None and src.normalize:
-        qf, gf = F.normalize(qf, dim=1), F.normalize(gf, dim=1)
-    if rerank:  # the neighbourhoods involve every query: run it all, keep the chosen rows
-        want = set(rows)
-        picked = {}
-        for start, block in iter_rerank(FeatureDistances(qf, gf, src.metric, model)):
-            for r in range(start, start + block.shape[0]):
-                if r in want:
-                    picked[r] = block[r - start]
-        return np.stack([picked[r] for r in rows])
-    if model is not None:
-        return model.compute_distance(qf[rows], gf).detach().cpu().numpy()
-    return compute_distance(qf[rows], gf, metric=src.metric).numpy()
 
 
 def cmd_viz_ranks(args: argparse.Namespace) -> int:
     from attnreid.viz.ranks import draw_ranks, ranked_rows
 
-    if args.top < 1:
-        raise ConfigError(f"--top must be positive, got {args.top}")
+    positive_int(args.top, "--top")
     height, width = _parse_cell(args.cell)
     src = _sources(args)[0]
     q, g = src.query, src.gallery
     idx = _query_indices(args, len(q))
     rows = ranked_rows(
-        _distances(src, idx, args.rerank),
+        src.scorer.distances(q, g, idx),
         q.paths,
         q.pids,
         q.camids,
@@ -218,7 +190,6 @@ def cmd_viz_ranks(args: argparse.Namespace) -> int:
 
 
 def cmd_viz_cmc(args: argparse.Namespace) -> int:
-    from attnreid.evaluation.evaluate import score_features
     from attnreid.viz.cmc import draw_cmc
 
     sources = _sources(args)
@@ -228,15 +199,8 @@ def cmd_viz_cmc(args: argparse.Namespace) -> int:
     for i, src in enumerate(sources):
         label = args.label[i] if args.label else src.label
         mode = src.mode if args.mode == "auto" else args.mode
-        curves[label + (" (re-ranked)" if args.rerank else "")] = score_features(
-            src.query,
-            src.gallery,
-            metric=src.metric,
-            normalize=src.normalize,
-            mode=mode,
-            max_rank=args.max_rank,
-            model=src.model,
-            rerank=args.rerank,
+        curves[label + (" (re-ranked)" if args.rerank else "")] = src.scorer.score(
+            src.query, src.gallery, mode
         )
     path = draw_cmc(curves, args.output, max_rank=args.max_rank, title=args.title)
     summary = ", ".join(f"{k}: R1 {100 * r.rank(1):.1f}" for k, r in curves.items())

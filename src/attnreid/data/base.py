@@ -13,6 +13,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from attnreid.errors import DatasetError
+from attnreid.utils.checks import one_of
 
 EVAL_MODES = ("market", "cuhk03")
 
@@ -45,8 +46,7 @@ class ReIDDataset:
     info: dict[str, object] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        if self.eval_mode not in EVAL_MODES:
-            raise DatasetError(f"{self.name}: unknown eval mode {self.eval_mode!r}")
+        one_of(self.eval_mode, EVAL_MODES, f"{self.name}: eval mode", DatasetError)
 
     @property
     def num_train_pids(self) -> int:
@@ -57,9 +57,7 @@ class ReIDDataset:
         return len({it.camid for it in self.train})
 
     def split(self, name: str) -> list[ReIDItem]:
-        if name not in ("train", "query", "gallery"):
-            raise DatasetError(f"unknown split {name!r}; expected train, query or gallery")
-        return getattr(self, name)
+        return getattr(self, one_of(name, ("train", "query", "gallery"), "split", DatasetError))
 
     def stats(self) -> dict[str, dict[str, int]]:
         """Identities, images and cameras of each split."""

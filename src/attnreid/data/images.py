@@ -9,6 +9,7 @@ inside a transform.
 from __future__ import annotations
 
 import os
+from typing import BinaryIO
 
 from PIL import Image, UnidentifiedImageError
 
@@ -21,22 +22,42 @@ def is_image_file(name: str) -> bool:
     return name.lower().endswith(IMAGE_EXTENSIONS)
 
 
-def read_image(path: str | os.PathLike[str]) -> Image.Image:
-    """Open ``path`` as an RGB image; raise :class:`DatasetError` if it is unreadable."""
+def to_rgb(img: Image.Image) -> Image.Image:
+    """``img`` as RGB: grayscale and palette images converted, alpha composited on black."""
+    if img.mode == "RGB":
+        return img
+    if img.mode in ("RGBA", "LA") or (img.mode == "P" and "transparency" in img.info):
+        rgba = img.convert("RGBA")
+        background = Image.new("RGB", rgba.size, (0, 0, 0))
+        background.paste(rgba, mask=rgba.getchannel("A"))
+        return background
+    return img.convert("RGB")
+
+
+def read_image(
+    path: str | os.PathLike[str] | BinaryIO, *, max_pixels: int | None = None, name: str = ""
+) -> Image.Image:
+    """Open ``path`` (a file name, or a binary file object named ``name`` in messages) as an
+    RGB image; raise :class:`DatasetError` if it is unreadable, or larger than ``max_pixels``
+    (checked from the header, before anything is decoded: a decompression bomb is refused)."""
+    where = name or path
     try:
         with Image.open(path) as img:
+            if max_pixels is not None and img.width * img.height > max_pixels:
+                raise DatasetError(
+                    f"image {where} has {img.width}x{img.height} pixels, more than the "
+                    f"{max_pixels:,} allowed"
+                )
             img.load()
-            if img.mode == "RGB":
-                return img.copy()
-            if img.mode in ("RGBA", "LA") or (img.mode == "P" and "transparency" in img.info):
-                rgba = img.convert("RGBA")
-                background = Image.new("RGB", rgba.size, (0, 0, 0))
-                background.paste(rgba, mask=rgba.getchannel("A"))
-                return background
-            return img.convert("RGB")
+            return to_rgb(img.copy() if img.mode == "RGB" else img)
     except FileNotFoundError:
-        raise DatasetError(f"image not found: {path}") from None
-    except UnidentifiedImageError:
-        raise DatasetError(f"not an image (cannot identify its format): {path}") from None
+        raise DatasetError(f"image not found: {where}") from None
+    except (UnidentifiedImageError, Image.DecompressionBombError) as exc:
+        if isinstance(exc, Image.DecompressionBombError):
+            raise DatasetError(
+                f"image {where} has more than {Image.MAX_IMAGE_PIXELS * 2:,} pixels: refused as "
+                "a possible decompression bomb"
+            ) from None
+        raise DatasetError(f"not an image (cannot identify its format): {where}") from None
     except (OSError, SyntaxError, ValueError) as exc:
-        raise DatasetError(f"unreadable or truncated image {path}: {exc}") from None
+        raise DatasetError(f"unreadable or truncated image {where}: {exc}") from None

@@ -32,6 +32,7 @@ from torch import Tensor, nn
 from torchvision.transforms import v2
 
 from attnreid.errors import ConfigError
+from attnreid.utils.checks import one_of
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -156,11 +157,7 @@ def build_transforms(
     256x128). ``random_erasing_style``: ``"torchvision"`` or ``"zhong"`` (see the module
     docstring). Test pipelines only resize and normalise.
     """
-    if random_erasing_style not in RANDOM_ERASING_STYLES:
-        raise ConfigError(
-            "data.transforms.random_erasing_style must be torchvision or zhong, got "
-            f"{random_erasing_style!r}"
-        )
+    one_of(random_erasing_style, RANDOM_ERASING_STYLES, "data.transforms.random_erasing_style")
     ops: list[nn.Module] = [v2.ToImage()]
     if train and resize_crop:
         ops += [v2.Resize(tuple(resize_crop), antialias=True), v2.RandomCrop((height, width))]

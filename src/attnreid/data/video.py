@@ -41,6 +41,7 @@ from torch.utils.data import Dataset
 from attnreid.data.base import ReIDItem
 from attnreid.data.loaders import SameIdentityFallback, read_checked
 from attnreid.errors import ConfigError
+from attnreid.utils.checks import one_of
 
 SAMPLERS = ("random", "evenly", "first", "all")
 TEST_SAMPLERS = SAMPLERS[1:]
@@ -80,15 +81,11 @@ class VideoDataset(SameIdentityFallback, Dataset[dict[str, Any]]):
         same_augmentation: bool = True,
         skip_bad: bool = False,
     ) -> None:
-        if sampler not in SAMPLERS:
-            raise ConfigError(
-                f"unknown frame sampler {sampler!r} (data.test_frames must be one of "
-                f"{', '.join(TEST_SAMPLERS)})"
-            )
+        if sampler != "random":  # the training sampler; the others are data.test_frames
+            one_of(sampler, TEST_SAMPLERS, "data.test_frames")
         if seq_len < 1:
             raise ConfigError(f"data.seq_len must be >= 1, got {seq_len}")
-        if short not in ("loop", "pad"):
-            raise ConfigError(f"short must be 'loop' or 'pad', got {short!r}")
+        one_of(short, ("loop", "pad"), "short")
         self.items = list(items)
         self.transform = transform
         self.seq_len, self.sampler, self.short = seq_len, sampler, short

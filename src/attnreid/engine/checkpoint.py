@@ -16,7 +16,7 @@ from typing import Any
 import torch
 from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
 
-from attnreid.config import load_config
+from attnreid.config import load_config, stored_config
 from attnreid.errors import CheckpointError, wrong_file
 from attnreid.models.registry import ReIDModel, build_model
 from attnreid.utils.io import atomic_write
@@ -169,6 +169,5 @@ def load_model_from_checkpoint(
         "config": ckpt.get("hyper_parameters", {}).get("config"),
     }
     if meta["config"]:  # the settings it was trained and evaluated with (attnreid.evaluate)
-        saved = {k: v for k, v in meta["config"].items() if not k.startswith("_")}
-        model.config = load_config(None, **saved)
+        model.config = load_config(None, **stored_config(meta["config"]))
     return model, meta

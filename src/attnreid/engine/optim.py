@@ -17,7 +17,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from attnreid.errors import ConfigError
+from attnreid.utils.checks import one_of
 
 
 def lr_factor(
@@ -31,10 +31,7 @@ def lr_factor(
     gamma: float = 0.1,
 ) -> float:
     """Multiplier of the base learning rate at ``epoch`` (0-based)."""
-    if warmup_mode not in ("linear", "staircase", "none"):
-        raise ConfigError(
-            f"sched.warmup_mode must be linear, staircase or none, got {warmup_mode!r}"
-        )
+    one_of(warmup_mode, ("linear", "staircase", "none"), "sched.warmup_mode")
     factor = 1.0
     if warmup_mode != "none" and epoch < warmup_epochs:
         if warmup_mode == "linear":
@@ -67,7 +64,7 @@ def build_optimizer(model: nn.Module, optim: Mapping[str, Any]) -> torch.optim.O
     """Adam, AdamW or SGD over the trainable parameters, with optional learning-rate
     factors for biases (``bias_lr_factor``) and classifier / head parameters
     (``head_lr_factor``)."""
-    name = str(optim["name"]).lower()
+    name = one_of(str(optim["name"]).lower(), ("adam", "adamw", "sgd"), "optim.name")
     lr, wd = float(optim["lr"]), float(optim["weight_decay"])
     groups: dict[tuple[float, float], list[nn.Parameter]] = {}
     for pname, p in model.named_parameters():
@@ -85,12 +82,10 @@ def build_optimizer(model: nn.Module, optim: Mapping[str, Any]) -> torch.optim.O
         return torch.optim.AdamW(
             params, lr=lr, weight_decay=wd, betas=tuple(optim.get("betas", (0.9, 0.999)))
         )
-    if name == "sgd":
-        return torch.optim.SGD(
-            params,
-            lr=lr,
-            weight_decay=wd,
-            momentum=float(optim.get("momentum", 0.9)),
-            nesterov=bool(optim.get("nesterov", False)),
-        )
-    raise ConfigError(f"optim.name must be adam, adamw or sgd, got {optim['name']!r}")
+    return torch.optim.SGD(
+        params,
+        lr=lr,
+        weight_decay=wd,
+        momentum=float(optim.get("momentum", 0.9)),
+        nesterov=bool(optim.get("nesterov", False)),
+    )

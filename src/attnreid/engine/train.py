@@ -44,6 +44,7 @@ from attnreid.engine.module import ReIDModule
 from attnreid.engine.skipped import SkippedImages
 from attnreid.errors import CheckpointError, ConfigError
 from attnreid.evaluation.evaluate import input_stats, make_evaluator
+from attnreid.utils.checks import one_of, positive_int
 from attnreid.utils.device import resolve_device
 from attnreid.utils.io import atomic_write_text
 
@@ -64,12 +65,8 @@ def _distribution(cfg: dict[str, Any], device: torch.device) -> dict[str, Any]:
     t = cfg["train"]
     devices, nodes, strategy = t["devices"], t["num_nodes"], t["strategy"]
     for key, value in (("devices", devices), ("num_nodes", nodes)):
-        if value < 1:
-            raise ConfigError(f"train.{key} must be at least 1, got {value}")
-    if strategy not in STRATEGIES:
-        raise ConfigError(
-            f"train.strategy must be one of {', '.join(STRATEGIES)}, got {strategy!r}"
-        )
+        positive_int(value, f"train.{key}")
+    one_of(strategy, STRATEGIES, "train.strategy")
     cuda = device.type == "cuda"
     if cuda and devices > torch.cuda.device_count():
         raise ConfigError(

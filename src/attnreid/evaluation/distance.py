@@ -19,16 +19,26 @@ device of the input tensors, without gradient tracking.
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import torch
 import torch.nn.functional as F
 
 from attnreid.errors import ConfigError
+from attnreid.utils.checks import one_of, positive_int
 
-__all__ = ["DISTANCE_METRICS", "compute_distance", "normalize_distance"]
+__all__ = ["DISTANCE_METRICS", "compute_distance", "normalize_distance", "owns_distance"]
 
-#: The metrics accepted by :func:`compute_distance`.
+#: The metrics accepted by :func:`compute_distance` (and by ``eval.metric``).
 DISTANCE_METRICS: tuple[str, ...] = ("euclidean", "cosine")
+
+
+def owns_distance(model: Any) -> bool:
+    """Whether ``model`` ranks with its own ``compute_distance(query, gallery)`` instead of a
+    metric: its type says so with ``own_distance`` (a class attribute, or a property where an
+    option decides, e.g. DuATM's ``avgpool`` ablation has none). Never found by calling it."""
+    return bool(getattr(model, "own_distance", False))
 
 
 def _as_feature_tensor(
@@ -89,12 +99,8 @@ def compute_distance(
             inputs that are not 2-D real arrays, feature dimensions that differ, or tensors on
             two different devices.
     """
-    if metric not in DISTANCE_METRICS:
-        raise ConfigError(
-            f"unknown distance metric {metric!r}; valid choices: {', '.join(DISTANCE_METRICS)}"
-        )
-    if isinstance(block_size, bool) or not isinstance(block_size, int) or block_size < 1:
-        raise ConfigError(f"block_size must be a positive integer, got {block_size!r}")
+    one_of(metric, DISTANCE_METRICS, "metric")
+    positive_int(block_size, "block_size")
 
     device = None
     for x in (query, gallery):

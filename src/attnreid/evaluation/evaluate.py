@@ -1,14 +1,15 @@
 """Evaluation of a model on a dataset's query / gallery protocol, as its config says.
 
-``evaluate(model, dataset)`` extracts query and gallery features, computes the distance (the
-model's own if it defines one, e.g. DuATM; else squared euclidean or cosine) and scores CMC /
-mAP / mINP with the dataset's protocol (Market-style junk removal, or CUHK03 single-gallery-
-shot). Every setting comes from a config: the one the model carries (``model.config``, set by
-:func:`attnreid.engine.build.build_model_from_config` and by loading a checkpoint), so that a
-network is evaluated as its preset says (input size, flip averaging, video clip length, metric)
-— exactly what ``attnreid eval`` and training-time evaluation run, through
-:func:`make_evaluator`. A model without a config gets the library defaults; keyword arguments
-override single settings.
+``evaluate(model, dataset)`` extracts query and gallery features and scores them with the
+config's :class:`~attnreid.evaluation.scoring.Scorer` (the model's own distance if its type
+declares one, e.g. DuATM; else squared euclidean or cosine; optional re-ranking; query blocks
+ranked as they come): CMC / mAP / mINP with the dataset's protocol (Market-style junk removal,
+or CUHK03 single-gallery-shot). Every setting comes from a config: the one the model carries
+(``model.config``, set by :func:`attnreid.engine.build.build_model_from_config` and by loading
+a checkpoint), so that a network is evaluated as its preset says (input size, flip averaging,
+video clip length, metric) — exactly what ``attnreid eval`` and training-time evaluation run,
+through :func:`make_evaluator`. A model without a config gets the library defaults; keyword
+arguments override single settings.
 """
 
 from __future__ import annotations
@@ -24,112 +25,26 @@ from attnreid.config import load_config
 from attnreid.data.base import ReIDDataset, ReIDItem
 from attnreid.data.loaders import build_test_loader
 from attnreid.data.transforms import IMAGENET_MEAN, IMAGENET_STD, build_transforms
-from attnreid.errors import ConfigError, DatasetError
-from attnreid.evaluation.blocked import evaluate_features_blocked
-from attnreid.evaluation.distance import compute_distance
+from attnreid.errors import ConfigError
 from attnreid.evaluation.distributed import (
     extract_features_sharded,
     process_group,
     sync_model_state,
 )
 from attnreid.evaluation.features import FeatureSet, extract_features
-from attnreid.evaluation.metrics import RankResult, evaluate_rank
+from attnreid.evaluation.metrics import RankResult
+from attnreid.evaluation.scoring import Scorer
+from attnreid.utils.checks import one_of
 from attnreid.utils.device import resolve_device
-
-#: Query x gallery distances above which :func:`score_features` scores in query blocks.
-DEFAULT_BLOCK_THRESHOLD = 1 << 26
-
-
-def score_features(
-    query: FeatureSet,
-    gallery: FeatureSet,
-    *,
-    metric: str = "euclidean",
-    normalize: bool = False,
-    mode: str = "market",
-    max_rank: int = 50,
-    model: nn.Module | None = None,
-    rerank: bool = False,
-    rerank_k1: int = 20,
-    rerank_k2: int = 6,
-    rerank_lambda: float = 0.3,
-    block_threshold: int = DEFAULT_BLOCK_THRESHOLD,
-) -> RankResult:
-    """Distances between feature sets, then ranking metrics.
-
-    ``rerank``: k-reciprocal re-ranking (:mod:`attnreid.evaluation.rerank`). Above
-    ``block_threshold`` query x gallery distances (and always with ``rerank``) the distances are
-    computed and scored in query blocks (:mod:`attnreid.evaluation.blocked`), never holding the
-    whole matrix; the result is the same.
-
-    Raises:
-        DatasetError: an empty query set or gallery.
-    """
-    for name, fs in (("query set", query), ("gallery", gallery)):
-        if len(fs) == 0:
-            raise DatasetError(f"the {name} is empty: there is nothing to evaluate")
-    if rerank or len(query) * len(gallery) > block_threshold:
-        return evaluate_features_blocked(
-            query,
-            gallery,
-            metric=metric,
-            normalize=normalize,
-            mode=mode,
-            max_rank=max_rank,
-            model=model,
-            rerank=rerank,
-            k1=rerank_k1,
-            k2=rerank_k2,
-            lambda_value=rerank_lambda,
-        )
-    qf, gf = query.features, gallery.features
-    distmat = None
-    if model is not None and hasattr(model, "compute_distance"):
-        distmat = model.compute_distance(qf, gf)
-    if distmat is None:
-        if normalize:
-            qf, gf = (
-                torch.nn.functional.normalize(qf, dim=1),
-                torch.nn.functional.normalize(gf, dim=1),
-            )
-        distmat = compute_distance(qf, gf, metric=metric)
-    return evaluate_rank(
-        distmat.cpu().numpy(),
-        query.pids,
-        gallery.pids,
-        query.camids,
-        gallery.camids,
-        max_rank=max_rank,
-        mode=mode,
-    )
-
-
-def score_options(eval_cfg: dict[str, Any]) -> dict[str, Any]:
-    """The arguments of :func:`score_features` from a config's ``eval`` section (all but the
-    protocol ``mode``, which depends on the dataset)."""
-    return {
-        "metric": eval_cfg["metric"],
-        "normalize": eval_cfg["normalize"],
-        "max_rank": eval_cfg["max_rank"],
-        "rerank": eval_cfg["rerank"],
-        "rerank_k1": eval_cfg["rerank_k1"],
-        "rerank_k2": eval_cfg["rerank_k2"],
-        "rerank_lambda": eval_cfg["rerank_lambda"],
-        "block_threshold": eval_cfg["block_threshold"],
-    }
 
 
 def input_stats(model: nn.Module, cfg: dict[str, Any]) -> tuple[Any, Any]:
     """The normalisation the model's weights expect (``data.normalization: backbone``), or
     ImageNet's."""
-    if cfg["data"]["normalization"] == "backbone":
-        return (
-            getattr(model, "input_mean", IMAGENET_MEAN),
-            getattr(model, "input_std", IMAGENET_STD),
-        )
-    if cfg["data"]["normalization"] == "imagenet":
+    norm = one_of(cfg["data"]["normalization"], ("backbone", "imagenet"), "data.normalization")
+    if norm == "imagenet":
         return IMAGENET_MEAN, IMAGENET_STD
-    raise ConfigError("data.normalization must be 'backbone' or 'imagenet'")
+    return getattr(model, "input_mean", IMAGENET_MEAN), getattr(model, "input_std", IMAGENET_STD)
 
 
 def test_loader_from_config(
@@ -181,7 +96,8 @@ def make_evaluator(
     dataset: ReIDDataset, cfg: dict[str, Any], device: torch.device | str
 ) -> Callable[[nn.Module], RankResult | None]:
     """A function model -> RankResult on the dataset's query / gallery, with the config's test
-    loader (:func:`test_loader_from_config`, the model's normalisation) and ``eval`` section.
+    loader (:func:`test_loader_from_config`, the model's normalisation) and ``eval`` section
+    (:meth:`Scorer.from_config <attnreid.evaluation.scoring.Scorer.from_config>`).
 
     Under DDP it is collective: every rank extracts its share of the features with rank 0's
     model (:mod:`attnreid.evaluation.distributed`), on the device the model is on; rank 0
@@ -208,7 +124,7 @@ def make_evaluator(
         ]
         if rank != 0:
             return None
-        return score_features(q, g, mode=mode, model=model, **score_options(e))
+        return Scorer.from_config(model, e).score(q, g, mode)
 
     return run
 

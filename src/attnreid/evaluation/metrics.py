@@ -62,7 +62,7 @@ take the fast path; a matrix whose values are not all ``float32`` values (e.g. a
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
@@ -70,18 +70,19 @@ from typing import Any
 import numpy as np
 import torch
 
+from attnreid.data.base import EVAL_MODES
 from attnreid.errors import ConfigError, DatasetError
 from attnreid.evaluation import _rank_kernels as rk
+from attnreid.utils.checks import one_of, positive_int
 
-__all__ = ["EVAL_MODES", "RankResult", "evaluate_rank"]
-
-#: The protocols accepted by :func:`evaluate_rank`.
-EVAL_MODES: tuple[str, ...] = ("market", "cuhk03")
+__all__ = ["EVAL_MODES", "RankResult", "evaluate_rank", "rank_blocks"]
 
 _MAX_WORKERS = 4
 _CUHK03_CHUNK_ELEMS = 1 << 21  # queries x repeats x gallery per cuhk03 chunk
 _MARKET_CHUNK_ELEMS = 1 << 19  # queries x gallery per market chunk (cache-friendly)
 _REPORTED_RANKS = (1, 5, 10, 20)
+#: Identities or cameras of the queries or of the gallery items.
+Ids = np.ndarray | torch.Tensor | Sequence[int]
 
 
 @dataclass
@@ -166,10 +167,9 @@ def _as_ids(x: Any, name: str) -> np.ndarray:
     return a
 
 
-def _check_positive_int(value: Any, name: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-        raise ConfigError(f"{name} must be a positive integer, got {value!r}")
-    return int(value)
+def _positive(value: Any, name: str) -> int:
+    """:func:`~attnreid.utils.checks.positive_int`, numpy integers included."""
+    return positive_int(value.item() if isinstance(value, np.integer) else value, name)
 
 
 def _check_no_nan(block: np.ndarray, first_row: int) -> None:
@@ -228,11 +228,13 @@ def _map_blocks(fn: Any, bounds: Sequence[tuple[int, int]]) -> list[Any]:
 
 
 def _market_block(
-    d: np.ndarray, q_camids: np.ndarray, g_camids: np.ndarray, groups: _Groups, q0: int, q1: int
+    rows_d: np.ndarray, q_camids: np.ndarray, g_camids: np.ndarray, groups: _Groups, q0: int
 ) -> tuple[np.ndarray, ...]:
-    block = np.ascontiguousarray(d[q0:q1])
+    """Stats of queries ``q0:q0 + len(rows_d)``, whose distances are ``rows_d``."""
+    block = np.ascontiguousarray(rows_d)
     _check_no_nan(block, q0)
     num_rows, num_g = block.shape
+    q1 = q0 + num_rows
     rows, gidx = groups.pairs(q0, q1)
     junk = g_camids[gidx] == q_camids[q0 + rows]
     if num_rows <= rk.max_packed_rows(num_g):
@@ -246,7 +248,7 @@ def _market_block(
 
 
 def _cuhk03_block(
-    d: np.ndarray,
+    rows_d: np.ndarray,
     q_pids: np.ndarray,
     q_camids: np.ndarray,
     g_pids: np.ndarray,
@@ -255,12 +257,13 @@ def _cuhk03_block(
     keys: np.ndarray,
     max_rank: int,
     q0: int,
-    q1: int,
 ) -> tuple[np.ndarray, ...]:
-    """Stats of queries ``q0:q1`` plus the histogram of their sampled first-match ranks."""
-    block = np.ascontiguousarray(d[q0:q1])
+    """Stats of queries ``q0:q0 + len(rows_d)`` plus the histogram of their sampled
+    first-match ranks."""
+    block = np.ascontiguousarray(rows_d)
     _check_no_nan(block, q0)
     num_rows, num_g = block.shape
+    q1 = q0 + num_rows
     pos = rk.inverse_positions(rk.stable_argsort(block))  # (B, G) rank of every gallery item
     rows, gidx = groups.pairs(q0, q1)
     junk = g_camids[gidx] == q_camids[q0 + rows]
@@ -289,17 +292,18 @@ def _cuhk03_block(
 
 def evaluate_rank(
     distmat: np.ndarray | torch.Tensor,
-    q_pids: np.ndarray | torch.Tensor | Sequence[int],
-    g_pids: np.ndarray | torch.Tensor | Sequence[int],
-    q_camids: np.ndarray | torch.Tensor | Sequence[int],
-    g_camids: np.ndarray | torch.Tensor | Sequence[int],
+    q_pids: Ids,
+    g_pids: Ids,
+    q_camids: Ids,
+    g_camids: Ids,
     max_rank: int = 50,
     mode: str = "market",
     query_block: int = 512,
     num_repeats: int = 10,
     seed: int = 0,
 ) -> RankResult:
-    """CMC, mAP and mINP of a query-gallery distance matrix (protocol: see the module docs).
+    """CMC, mAP and mINP of a query-gallery distance matrix (protocol: see the module docs):
+    :func:`rank_blocks` of the matrix as one block.
 
     Args:
         distmat: ``(Q, G)`` distances, smaller = more similar (numpy array or tensor; any real
@@ -322,60 +326,99 @@ def evaluate_rank(
             ``num_repeats``; arrays of the wrong dimension or length; NaN distances.
         DatasetError: an empty query set or gallery, or no query with a true match.
     """
-    if mode not in EVAL_MODES:
-        raise ConfigError(
-            f"unknown evaluation mode {mode!r}; valid choices: {', '.join(EVAL_MODES)}"
-        )
-    max_rank = _check_positive_int(max_rank, "max_rank")
-    query_block = _check_positive_int(query_block, "query_block")
-    num_repeats = _check_positive_int(num_repeats, "num_repeats")
     d = _as_distmat(distmat)
-    qp, gp = _as_ids(q_pids, "q_pids"), _as_ids(g_pids, "g_pids")
-    qc, gc = _as_ids(q_camids, "q_camids"), _as_ids(g_camids, "g_camids")
     num_q, num_g = d.shape
     for name, arr, n, side in (
-        ("q_pids", qp, num_q, "rows (queries)"),
-        ("q_camids", qc, num_q, "rows (queries)"),
-        ("g_pids", gp, num_g, "columns (gallery items)"),
-        ("g_camids", gc, num_g, "columns (gallery items)"),
+        ("q_pids", q_pids, num_q, "rows (queries)"),
+        ("q_camids", q_camids, num_q, "rows (queries)"),
+        ("g_pids", g_pids, num_g, "columns (gallery items)"),
+        ("g_camids", g_camids, num_g, "columns (gallery items)"),
     ):
-        if arr.shape[0] != n:
-            raise ConfigError(f"distmat has {n} {side} but {name} has {arr.shape[0]} entries")
+        if (got := _as_ids(arr, name).shape[0]) != n:
+            raise ConfigError(f"distmat has {n} {side} but {name} has {got} entries")
     if num_q == 0:
         raise DatasetError("the query set is empty: distmat has 0 rows")
     if num_g == 0:
         raise DatasetError("the gallery is empty: distmat has 0 columns")
+    return rank_blocks(
+        [(0, d)], q_pids, g_pids, q_camids, g_camids, max_rank=max_rank, mode=mode,
+        query_block=query_block, num_repeats=num_repeats, seed=seed,
+    )  # fmt: skip
+
+
+def rank_blocks(
+    blocks: Iterable[tuple[int, Any]], q_pids: Ids, g_pids: Ids, q_camids: Ids, g_camids: Ids,
+    *, max_rank: int = 50, mode: str = "market", query_block: int = 512, num_repeats: int = 10,
+    seed: int = 0,
+) -> RankResult:  # fmt: skip
+    """CMC, mAP and mINP from the distance matrix given as consecutive query blocks
+    ``(first_query, (rows, G) distances)``, in query order: the one ranking function
+    (:func:`evaluate_rank` is its one-block case; :class:`~attnreid.evaluation.scoring.Scorer`
+    streams blocks computed from features into it). Only one block is held at a time, and the
+    result does not depend on the blocks (the per-query statistics, the sub-blocks and the order
+    of the CUHK03 draws are the same). Arguments and errors as :func:`evaluate_rank`."""
+    one_of(mode, EVAL_MODES, "evaluation mode")
+    max_rank = _positive(max_rank, "max_rank")
+    query_block = _positive(query_block, "query_block")
+    num_repeats = _positive(num_repeats, "num_repeats")
+    qp, gp = _as_ids(q_pids, "q_pids"), _as_ids(g_pids, "g_pids")
+    qc, gc = _as_ids(q_camids, "q_camids"), _as_ids(g_camids, "g_camids")
+    num_q, num_g = qp.shape[0], gp.shape[0]
+    if qc.shape[0] != num_q or gc.shape[0] != num_g:
+        raise ConfigError(
+            f"{num_q} q_pids and {qc.shape[0]} q_camids, {num_g} g_pids and {gc.shape[0]} "
+            "g_camids: the lengths must agree"
+        )
+    if num_q == 0:
+        raise DatasetError("the query set is empty")
+    if num_g == 0:
+        raise DatasetError("the gallery is empty")
     max_rank = min(max_rank, num_g)
     groups = _Groups(qp, gp)
-
     packed_rows = rk.max_packed_rows(num_g)
-    block = min(query_block, packed_rows) if packed_rows > 0 else query_block
+    chunk = min(query_block, packed_rows) if packed_rows > 0 else query_block
     if mode == "market":
-        block = max(1, min(block, _MARKET_CHUNK_ELEMS // num_g))
-        bounds = [(s, min(s + block, num_q)) for s in range(0, num_q, block)]
-        parts = _map_blocks(lambda b: _market_block(d, qc, gc, groups, *b), bounds)
+        chunk = max(1, min(chunk, _MARKET_CHUNK_ELEMS // num_g))
     else:
-        block = max(1, min(block, _CUHK03_CHUNK_ELEMS // (num_repeats * num_g)))
+        chunk = max(1, min(chunk, _CUHK03_CHUNK_ELEMS // (num_repeats * num_g)))
         rng = np.random.default_rng(seed)
         low = np.uint64((1 << rk.index_bits(num_g)) - 1)
         gidx = np.arange(num_g, dtype=np.uint64)
-        parts = []
-        for s in range(0, num_q, block):
-            e = min(s + block, num_q)
-            keys = rng.integers(0, 2**64, size=(e - s, num_repeats, num_g), dtype=np.uint64)
-            keys &= ~low
-            keys |= gidx
-            parts.append(_cuhk03_block(d, qp, qc, gp, gc, groups, keys, max_rank, s, e))
 
-    return aggregate_parts(parts, mode, num_q, max_rank, num_repeats)
+    parts: list[tuple[np.ndarray, ...]] = []
+    done = 0
+    for start, block in blocks:
+        d = _as_distmat(block)
+        if start != done or d.shape[1] != num_g or done + d.shape[0] > num_q:
+            raise ConfigError(
+                f"distance block of shape {d.shape} at query {start} does not continue the "
+                f"{done} queries scored so far of a {num_q} x {num_g} evaluation"
+            )
+        bounds = [(s, min(s + chunk, d.shape[0])) for s in range(0, d.shape[0], chunk)]
+        if mode == "market":
+            parts += _map_blocks(
+                lambda b, d=d, q0=start: _market_block(d[b[0] : b[1]], qc, gc, groups, q0 + b[0]),
+                bounds,
+            )
+        else:
+            for s, e in bounds:
+                keys = rng.integers(0, 2**64, size=(e - s, num_repeats, num_g), dtype=np.uint64)
+                keys &= ~low
+                keys |= gidx
+                parts.append(
+                    _cuhk03_block(d[s:e], qp, qc, gp, gc, groups, keys, max_rank, start + s)
+                )
+        done += d.shape[0]
+    if done != num_q:
+        raise ConfigError(f"distance blocks covered {done} of {num_q} queries")
+    return _aggregate(parts, mode, num_q, max_rank, num_repeats)
 
 
-def aggregate_parts(
+def _aggregate(
     parts: list[tuple[np.ndarray, ...]], mode: str, num_q: int, max_rank: int, num_repeats: int
 ) -> RankResult:
     """Per-query statistics of the blocks (``num_matches, first_rank, AP, INP`` and, for
-    ``cuhk03``, the rank histogram) -> :class:`RankResult`; shared by :func:`evaluate_rank` and
-    the blocked evaluation."""
+    ``cuhk03``, the rank histogram) -> :class:`RankResult`."""
     num_matches, first_rank, ap, inp = (np.concatenate([p[i] for p in parts]) for i in range(4))
     valid = num_matches > 0
     num_valid = int(valid.sum())

@@ -52,18 +52,13 @@ import scipy.sparse as sp
 import torch
 
 from attnreid.errors import ConfigError
-from attnreid.evaluation.rerank_sources import (
-    DistanceSource,
-    FeatureDistances,
-    MatrixDistances,
-    has_own_distance,
-)
+from attnreid.evaluation.rerank_sources import DistanceSource, FeatureDistances, MatrixDistances
+from attnreid.utils.checks import positive_int
 
 __all__ = [
     "DistanceSource",
     "FeatureDistances",
     "MatrixDistances",
-    "has_own_distance",
     "iter_rerank",
     "re_ranking",
     "rerank_features",
@@ -78,8 +73,7 @@ _PAIR_BUDGET = 1 << 20  # (query, gallery) pairs per Jaccard block
 
 def _check_params(k1: int, k2: int, lambda_value: float) -> None:
     for name, v in (("k1", k1), ("k2", k2)):
-        if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1:
-            raise ConfigError(f"re-ranking {name} must be a positive integer, got {v!r}")
+        positive_int(v.item() if isinstance(v, np.integer) else v, f"re-ranking {name}")
     if not (0.0 <= float(lambda_value) <= 1.0):
         raise ConfigError(f"re-ranking lambda must be in [0, 1], got {lambda_value!r}")
 
@@ -315,6 +309,9 @@ def rerank_features(
     model: Any = None,
 ) -> np.ndarray:
     """Re-ranked ``(Q, G)`` float32 distances from features (distances computed in blocks with
-    ``metric``, or with ``model.compute_distance`` when the model defines one)."""
-    src = FeatureDistances(query, gallery, metric, model)
+    ``metric``, or with the model's own distance when its type declares one: the
+    :class:`~attnreid.evaluation.scoring.Scorer`'s distances)."""
+    from attnreid.evaluation.scoring import Scorer
+
+    src = Scorer(model, metric=metric).distance_source(query, gallery)
     return _collect(src, iter_rerank(src, k1, k2, lambda_value, square=square))

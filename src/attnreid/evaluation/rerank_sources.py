@@ -6,11 +6,13 @@ matrix of ``N = Q + G`` items (queries first), produced block by block.
   for a symmetric matrix it is the same. Columns are copied tile by tile (cache-friendly).
 * :class:`FeatureDistances` computes distances from features with
   :func:`~attnreid.evaluation.distance.compute_distance` (``"euclidean"``: squared, or
-  ``"cosine"``), or with a model's own ``compute_distance`` (e.g. DuATM's), a block at a time.
+  ``"cosine"``), or with a model's own distance function (e.g. DuATM's, which the
+  :class:`~attnreid.evaluation.scoring.Scorer` hands over), a block at a time.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -19,8 +21,9 @@ import torch.nn.functional as F
 
 from attnreid.errors import ConfigError
 from attnreid.evaluation.distance import DISTANCE_METRICS, compute_distance
+from attnreid.utils.checks import one_of
 
-__all__ = ["DistanceSource", "FeatureDistances", "MatrixDistances", "has_own_distance"]
+__all__ = ["DistanceSource", "FeatureDistances", "MatrixDistances"]
 
 _BLOCK_ELEMS = 1 << 22  # distances per row block of the default pairs() (16 MB of float32)
 
@@ -113,8 +116,8 @@ class FeatureDistances(DistanceSource):
     """Distances computed from query and gallery features, block by block.
 
     ``metric``: ``"euclidean"`` (squared, as :func:`~attnreid.evaluation.distance.
-    compute_distance`) or ``"cosine"``; ``model``: a model whose ``compute_distance`` is used
-    instead (e.g. DuATM's), through the same blocks.
+    compute_distance`) or ``"cosine"``; ``own``: a distance function ``(rows, items) -> (R, N)``
+    used instead (a model's own, e.g. DuATM's ``compute_distance``), through the same blocks.
     """
 
     def __init__(
@@ -122,47 +125,39 @@ class FeatureDistances(DistanceSource):
         query: torch.Tensor | np.ndarray,
         gallery: torch.Tensor | np.ndarray,
         metric: str = "euclidean",
-        model: Any = None,
+        own: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
     ) -> None:
-        if metric not in DISTANCE_METRICS:
-            raise ConfigError(
-                f"unknown distance metric {metric!r}; valid choices: {', '.join(DISTANCE_METRICS)}"
-            )
+        one_of(metric, DISTANCE_METRICS, "metric")
         q, g = (
             torch.from_numpy(np.array(x)) if isinstance(x, np.ndarray) else x
             for x in (query, gallery)
         )
         self.features = torch.cat([q, g]).float()
         self.num_query, self.num_items = int(q.shape[0]), int(self.features.shape[0])
-        self.metric, self.model = metric, model
-        self._own = has_own_distance(model, self.features[:1], self.features[:1])
-        if not self._own and self.features.dim() != 2:
+        self.metric, self._own = metric, own
+        if own is None and self.features.dim() != 2:
             raise ConfigError(
                 f"features must be 2-D (N, D), got shape {tuple(self.features.shape)}"
             )
-        if not self._own and metric == "cosine":
+        if own is None and metric == "cosine":
             self.features = F.normalize(self.features, dim=1)
 
-    def rows(self, start: int, stop: int) -> np.ndarray:
-        block = self.features[start:stop]
+    def _distances(self, block: torch.Tensor, items: torch.Tensor) -> np.ndarray:
         with torch.no_grad():
-            if self._own:
-                d = self.model.compute_distance(block, self.features)
+            if self._own is not None:
+                d = self._own(block, items)
             else:
-                d = compute_distance(block, self.features, metric=self.metric)
+                d = compute_distance(block, items, metric=self.metric)
         return d.detach().float().cpu().numpy()
+
+    def rows(self, start: int, stop: int) -> np.ndarray:
+        return self._distances(self.features[start:stop], self.features)
 
     def query_gallery(self, start: int, stop: int) -> np.ndarray:
-        block, gallery = self.features[start:stop], self.features[self.num_query :]
-        with torch.no_grad():
-            if self._own:
-                d = self.model.compute_distance(block, gallery)
-            else:
-                d = compute_distance(block, gallery, metric=self.metric)
-        return d.detach().float().cpu().numpy()
+        return self._distances(self.features[start:stop], self.features[self.num_query :])
 
     def pairs(self, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
-        if self._own:
+        if self._own is not None:
             return super().pairs(rows, cols)
         f = self.features
         out = np.empty(rows.shape, dtype=np.float32)
@@ -176,16 +171,6 @@ class FeatureDistances(DistanceSource):
                 d = 1.0 - dot if sq is None else (sq[r] + sq[c] - 2.0 * dot).clamp_(min=0)
                 out[s : s + step] = d.numpy()
         return out
-
-
-def has_own_distance(model: Any, query: torch.Tensor, gallery: torch.Tensor) -> bool:
-    """Whether ``model`` provides its own distance: ``compute_distance`` returns something
-    other than None (probed on the given, small, feature sets)."""
-    fn = getattr(model, "compute_distance", None) if model is not None else None
-    if fn is None:
-        return False
-    with torch.no_grad():
-        return fn(query, gallery) is not None
 
 
 def _transpose_into(out: np.ndarray, columns: np.ndarray) -> None:

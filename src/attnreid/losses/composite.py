@@ -15,7 +15,6 @@ of per-branch weights. The total is ``sum_term weight * sum_branch w_b * loss(br
 
 from __future__ import annotations
 
-import difflib
 import inspect
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -27,6 +26,7 @@ from torch import Tensor, nn
 from attnreid.errors import ConfigError
 from attnreid.losses.cross_entropy import CrossEntropyLabelSmooth
 from attnreid.losses.triplet import TripletLoss
+from attnreid.utils.checks import did_you_mean
 
 # type name -> (loss class, the key of the branch output it consumes)
 LOSSES: dict[str, tuple[type[nn.Module], str]] = {
@@ -94,10 +94,9 @@ class CompositeLoss(nn.Module):
 def _build_term(spec: dict[str, Any], index: int) -> _Term:
     kind = spec.pop("type", None)
     if kind not in LOSSES:
-        close = difflib.get_close_matches(str(kind), list(LOSSES), n=1)
-        hint = f"; did you mean {close[0]!r}?" if close else ""
         raise ConfigError(
-            f"loss term {index}: unknown type {kind!r}{hint} (choices: {', '.join(LOSSES)})"
+            f"loss term {index}: unknown type {kind!r}{did_you_mean(kind, LOSSES)} "
+            f"(choices: {', '.join(LOSSES)})"
         )
     weight = float(spec.pop("weight", 1.0))
     name = str(spec.pop("name", kind))

@@ -38,6 +38,8 @@ from torch import Tensor, nn
 
 from attnreid.errors import ConfigError
 from attnreid.losses.composite import register_loss
+from attnreid.losses.triplet import pairwise_distance
+from attnreid.utils.checks import one_of, positive_int
 
 MINING_MODES = ("pair", "anchor")
 
@@ -57,8 +59,7 @@ def mine_semihard_triplets(
     sorted by anchor, then (``per="pair"``) positive and negative rank, or (``per="anchor"``)
     negative rank and positive.
     """
-    if per not in MINING_MODES:
-        raise ConfigError(f"semi-hard mining per must be one of {MINING_MODES}, got {per!r}")
+    one_of(per, MINING_MODES, "semi-hard mining per")
     n = labels.shape[0]
     dist = dist.detach()
     same = labels[:, None] == labels[None, :]
@@ -99,14 +100,8 @@ class SemiHardTripletLoss(nn.Module):
         super().__init__()
         if margin < 0:
             raise ConfigError(f"semihard_triplet margin must be >= 0, got {margin}")
-        if isinstance(num_negatives, bool) or not isinstance(num_negatives, int):
-            raise ConfigError(f"semihard_triplet num_negatives must be an int, got {num_negatives}")
-        if num_negatives < 1:
-            raise ConfigError(f"semihard_triplet num_negatives must be >= 1, got {num_negatives}")
-        if per not in MINING_MODES:
-            raise ConfigError(
-                f"semihard_triplet per must be one of {', '.join(MINING_MODES)}, got {per!r}"
-            )
+        positive_int(num_negatives, "semihard_triplet num_negatives")
+        one_of(per, MINING_MODES, "semihard_triplet per")
         self.margin, self.num_negatives, self.per = float(margin), num_negatives, per
         self.squared, self.normalize, self.within_margin = squared, normalize, within_margin
 
@@ -116,8 +111,7 @@ class SemiHardTripletLoss(nn.Module):
         if self.normalize:
             feats = F.normalize(feats, dim=1)
         with torch.no_grad():
-            sq = (feats * feats).sum(1, keepdim=True)
-            dist = (sq + sq.t() - 2.0 * feats @ feats.t()).clamp_min(0)  # squared, (N, N)
+            dist = pairwise_distance(feats, squared=True)  # (N, N)
             if not self.squared:
                 dist = dist.sqrt()
         band = self.margin if self.within_margin else None

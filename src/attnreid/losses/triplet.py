@@ -18,18 +18,24 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from attnreid.errors import ConfigError
+from attnreid.utils.checks import one_of
+
+METRICS = ("euclidean", "cosine")
 
 
-def pairwise_distance(x: Tensor, metric: str = "euclidean") -> Tensor:
-    """(N, D) -> (N, N) distances; euclidean is sqrt of the clamped squared distance."""
-    if metric == "euclidean":
-        sq = (x * x).sum(1, keepdim=True)
-        d2 = (sq + sq.t() - 2.0 * x @ x.t()).clamp_min(1e-12)
-        return d2.sqrt()
-    if metric == "cosine":
+def pairwise_distance(x: Tensor, metric: str = "euclidean", *, squared: bool = False) -> Tensor:
+    """(N, D) -> (N, N) distances, the one pairwise distance of the triplet losses.
+
+    ``euclidean``: ``||a||^2 + ||b||^2 - 2 a.b``; with ``squared=True`` clamped at 0, else
+    clamped at ``1e-12`` before the square root, so the gradient stays finite at zero distance
+    (an anchor and itself, or two equal features). ``cosine``: ``1 - cos(a, b)``.
+    """
+    if one_of(metric, METRICS, "triplet metric") == "cosine":
         xn = F.normalize(x, dim=1)
         return 1.0 - xn @ xn.t()
-    raise ConfigError(f"unknown triplet distance {metric!r} (choices: euclidean, cosine)")
+    sq = (x * x).sum(1, keepdim=True)
+    d2 = sq + sq.t() - 2.0 * x @ x.t()
+    return d2.clamp_min(0) if squared else d2.clamp_min(1e-12).sqrt()
 
 
 def hard_example_mining(dist: Tensor, labels: Tensor) -> tuple[Tensor, Tensor, Tensor]:
@@ -54,7 +60,7 @@ class TripletLoss(nn.Module):
         super().__init__()
         if margin is not None and margin < 0:
             raise ConfigError(f"triplet margin must be >= 0 or null (soft margin), got {margin}")
-        pairwise_distance(torch.zeros(1, 1), metric)  # validate early
+        one_of(metric, METRICS, "triplet metric")
         self.margin, self.metric, self.normalize = margin, metric, normalize
 
     def forward(self, feats: Tensor, labels: Tensor) -> Tensor:

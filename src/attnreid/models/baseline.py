@@ -19,6 +19,7 @@ from attnreid.errors import ModelError
 from attnreid.models.backbones import build_backbone
 from attnreid.models.heads import BNNeckHead
 from attnreid.models.registry import ReIDModel, register_model
+from attnreid.utils.checks import one_of
 
 
 class Baseline(ReIDModel):
@@ -33,12 +34,8 @@ class Baseline(ReIDModel):
         eval_feature: str = "after_bn",
     ) -> None:
         super().__init__()
-        if pooling not in ("avg", "max"):
-            raise ModelError(f"baseline: pooling must be 'avg' or 'max', got {pooling!r}")
-        if eval_feature not in ("after_bn", "before_bn"):
-            raise ModelError(
-                f"baseline: eval_feature must be 'after_bn' or 'before_bn', got {eval_feature!r}"
-            )
+        one_of(pooling, ("avg", "max"), "baseline: pooling", ModelError)
+        one_of(eval_feature, ("after_bn", "before_bn"), "baseline: eval_feature", ModelError)
         self.backbone = build_backbone(backbone, pretrained, last_stride=last_stride)
         self.pooling, self.eval_feature = pooling, eval_feature
         self.feature_dim = self.backbone.out_channels

@@ -72,6 +72,7 @@ from attnreid.models.ccan_parts import (
     stage_channels,
 )
 from attnreid.models.registry import ReIDModel, register_model
+from attnreid.utils.checks import one_of, positive_int
 
 GLOBAL_ATTENTIONS = ("ssa", "nonlocal", "none")
 LOCAL_ATTENTIONS = ("cca", "ssa", "nonlocal", "none")
@@ -146,29 +147,14 @@ class CCAN(ReIDModel):
         super().__init__()
         if not (global_branch or local_branch):
             raise ModelError("ccan: at least one of global_branch and local_branch must be on")
-        if global_attention not in GLOBAL_ATTENTIONS:
-            raise ModelError(
-                f"ccan: global_attention must be one of {', '.join(GLOBAL_ATTENTIONS)}, "
-                f"got {global_attention!r}"
-            )
-        if local_attention not in LOCAL_ATTENTIONS:
-            raise ModelError(
-                f"ccan: local_attention must be one of {', '.join(LOCAL_ATTENTIONS)}, "
-                f"got {local_attention!r}"
-            )
-        if cca_query not in CCA_QUERIES:
-            raise ModelError(
-                f"ccan: cca_query must be one of {', '.join(CCA_QUERIES)}, got {cca_query!r}"
-            )
-        for name, value in (("d", d), ("k_p", k_p)):
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ModelError(f"ccan: {name} must be a positive integer, got {value!r}")
+        one_of(global_attention, GLOBAL_ATTENTIONS, "ccan: global_attention", ModelError)
+        one_of(local_attention, LOCAL_ATTENTIONS, "ccan: local_attention", ModelError)
+        one_of(cca_query, CCA_QUERIES, "ccan: cca_query", ModelError)
+        positive_int(d, "ccan: d", ModelError)
+        positive_int(k_p, "ccan: k_p", ModelError)
         if len(input_size) != 2 or min(int(s) for s in input_size) < 16:
             raise ModelError(f"ccan: input_size must be [height, width] >= 16, got {input_size}")
-        if stripes not in STRIPE_MODES:
-            raise ModelError(
-                f"ccan: stripes must be one of {', '.join(STRIPE_MODES)}, got {stripes!r}"
-            )
+        one_of(stripes, STRIPE_MODES, "ccan: stripes", ModelError)
         self.input_size = (int(input_size[0]), int(input_size[1]))
         self.k_p = k_p
         self.stripes = stripes

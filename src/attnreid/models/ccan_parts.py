@@ -42,6 +42,7 @@ from torch import Tensor, nn
 from attnreid.errors import ModelError
 from attnreid.models.backbones import Backbone
 from attnreid.models.heads import init_classifier
+from attnreid.utils.checks import one_of
 
 
 def split_stages(backbone: Backbone) -> tuple[nn.Sequential, nn.Sequential, nn.Sequential]:
@@ -77,8 +78,7 @@ def stripe_matrices(
 ) -> Tensor:
     """``(parts, height, height)``: row ``i`` of matrix ``s`` holds the bilinear weights with
     which output row ``i`` of stripe ``s`` (resized to ``height``) reads the input rows."""
-    if mode not in STRIPE_MODES:
-        raise ModelError(f"ccan: stripes must be one of {', '.join(STRIPE_MODES)}, got {mode!r}")
+    one_of(mode, STRIPE_MODES, "ccan: stripes", ModelError)
     rows = torch.arange(height, dtype=torch.float64)
     stripe = torch.arange(parts, dtype=torch.float64)[:, None]
     src = stripe * height / parts + (rows + 0.5) / parts - 0.5  # (k, H)

@@ -14,8 +14,8 @@ to ``x``), so that tests and visualisations can inspect it.
 
   A block larger than the map is clamped to it, as the TF code does.
 * :class:`DropBlockPlus` (SONA-Net's DropBlock+, "a variable size for both height and width
-  of the drop block area"): the same with a ``bh x bw`` rectangle and the rectangular gamma of
-  NOTES.md::
+  of the drop block area", section 2.1; it gives no formula): the same with a ``bh x bw``
+  rectangle, and Ghiasi et al.'s gamma with each squared side replaced by height x width::
 
       gamma = drop_prob * H * W / (bh * bw) / ((H - bh + 1) * (W - bw + 1))
 
@@ -51,6 +51,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from attnreid.errors import ModelError
+from attnreid.utils.checks import one_of
 
 DROP_METHODS = ("none", "dropblock", "dropblock_plus", "bfe")
 GAMMA_MODES = ("drop_prob", "rate")
@@ -103,8 +104,7 @@ class DropBlockPlus(nn.Module):
         super().__init__()
         self.drop_prob = _probability(drop_prob, "drop_prob")
         self.block_size = _pair(block_size, "block_size")
-        if gamma_mode not in GAMMA_MODES:
-            raise ModelError(f"gamma_mode must be 'drop_prob' or 'rate', got {gamma_mode!r}")
+        one_of(gamma_mode, GAMMA_MODES, "gamma_mode", ModelError)
         if not isinstance(rescale, bool):
             raise ModelError(f"rescale must be true or false, got {rescale!r}")
         if isinstance(ramp_steps, bool) or not isinstance(ramp_steps, int) or ramp_steps < 0:
@@ -239,15 +239,13 @@ def build_drop(
     ``dropblock_plus``. ``gamma_mode``, ``rescale`` and ``ramp_steps`` apply to both DropBlocks.
     """
     opts = {"gamma_mode": gamma_mode, "rescale": rescale, "ramp_steps": ramp_steps}
-    if method == "none":
+    if one_of(method, DROP_METHODS, "drop", ModelError) == "none":
         return nn.Identity()
     if method == "dropblock":
         return DropBlock(drop_prob, 5 if block_size is None else block_size, **opts)
     if method == "dropblock_plus":
         return DropBlockPlus(drop_prob, (5, 8) if block_size is None else block_size, **opts)
-    if method == "bfe":
-        ratio = tuple(bfe_ratio) if isinstance(bfe_ratio, Sequence) else ()
-        if len(ratio) != 2:
-            raise ModelError(f"bfe_ratio must be [height_ratio, width_ratio], got {bfe_ratio!r}")
-        return BatchFeatureErasing(*ratio)
-    raise ModelError(f"drop must be one of {', '.join(DROP_METHODS)}, got {method!r}")
+    ratio = tuple(bfe_ratio) if isinstance(bfe_ratio, Sequence) else ()  # "bfe"
+    if len(ratio) != 2:
+        raise ModelError(f"bfe_ratio must be [height_ratio, width_ratio], got {bfe_ratio!r}")
+    return BatchFeatureErasing(*ratio)

@@ -42,6 +42,8 @@ it does not describe; not reproduced).
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -53,16 +55,26 @@ from attnreid.models.attention.dual_attention import DualAttention
 from attnreid.models.attention.maps import cell_index
 from attnreid.models.backbones import build_backbone
 from attnreid.models.registry import ReIDModel, register_model
+from attnreid.utils.checks import one_of, positive_int
 
 MATCHINGS = ("full", "intra", "inter", "avgpool")
 EVAL_MODES = ("exact", "two_stage")
+RNNS = ("lstm", "gru")
 RNN_MERGES = ("concat", "sum")
 
 
-class DuATM(ReIDModel):
-    """DuATM on images: DenseNet-121 feature sequences + dual attention matching."""
+class DuATMBase(ReIDModel):
+    """What the image and the video DuATM share: the backbone, the matching (``matcher``), the
+    classifier of eq. 8, training outputs, test features, distances and attention maps.
 
-    handles_video = False
+    A subclass adds its sequence head and implements :meth:`sequence_grid`; its ``__init__``
+    takes ``**options`` and passes them on, and the model registry reads this class's
+    signature for them.
+    """
+
+    #: The model's name in messages, and what it reads (``"images"`` or ``"clips"``).
+    kind, inputs = "duatm", "images"
+    own_distance = property(lambda self: self.matcher is not None)  # avgpool: the metric ranks
 
     def __init__(
         self,
@@ -78,20 +90,15 @@ class DuATM(ReIDModel):
         block_size: int | None = None,
     ) -> None:
         super().__init__()
-        if matching not in MATCHINGS:
-            raise ModelError(
-                f"duatm: matching must be one of {', '.join(MATCHINGS)}, got {matching!r}"
-            )
-        if eval_mode not in EVAL_MODES:
-            raise ModelError(f"duatm: eval_mode must be exact or two_stage, got {eval_mode!r}")
+        one_of(matching, MATCHINGS, "duatm: matching", ModelError)
+        one_of(eval_mode, EVAL_MODES, "duatm: eval_mode", ModelError)
         if isinstance(dim, bool) or not isinstance(dim, int) or dim < 2:
             raise ModelError(f"duatm: dim must be an integer >= 2, got {dim!r}")
         if not 0.0 <= drop_prob < 1.0:
             raise ModelError(f"duatm: drop_prob must be in [0, 1), got {drop_prob!r}")
-        if isinstance(rerank_k, bool) or not isinstance(rerank_k, int) or rerank_k < 1:
-            raise ModelError(f"duatm: rerank_k must be a positive integer, got {rerank_k!r}")
-        if block_size is not None and (not isinstance(block_size, int) or block_size < 1):
-            raise ModelError(f"duatm: block_size must be a positive integer, got {block_size!r}")
+        positive_int(rerank_k, "duatm: rerank_k", ModelError)
+        if block_size is not None:
+            positive_int(block_size, "duatm: block_size", ModelError)
         self.backbone = build_backbone(backbone, pretrained, last_stride=last_stride)
         self.matching, self.drop_prob = matching, drop_prob
         self.eval_mode, self.rerank_k, self.block_size = eval_mode, rerank_k, block_size
@@ -101,15 +108,15 @@ class DuATM(ReIDModel):
         self.input_mean, self.input_std = self.backbone.mean, self.backbone.std
         self.matcher = DualAttention(dim, matching) if matching != "avgpool" else None
         self.classifier = nn.Linear(dim, num_classes)  # eq. 8's FC layer (theta)
-        self._build_sequence_head()
 
-    def _build_sequence_head(self) -> None:
-        self.embed = nn.Linear(self.backbone.out_channels, self.dim)
+    def sequence_grid(self, x: Tensor) -> tuple[Tensor, tuple[int, int]]:
+        """The feature sequences ``(B, S, D)`` of ``x``, unit-norm rows, and the ``(h, w)``
+        grid their ``S = h * w`` positions tile (row-major)."""
+        raise NotImplementedError
 
     def sequence(self, x: Tensor) -> Tensor:
-        """Feature sequences: ``(B, 3, H, W) -> (B, S, D)``, unit-norm rows."""
-        fmap = self.backbone(x)  # (B, C, h, w)
-        return F.normalize(self.embed(fmap.flatten(2).transpose(1, 2)), dim=-1)  # (B, h*w, D)
+        """Feature sequences ``(B, S, D)``, unit-norm rows."""
+        return self.sequence_grid(x)[0]
 
     def forward(self, x: Tensor) -> Tensor | dict[str, dict[str, Tensor]]:
         seq = self.sequence(x)  # (B, S, D)
@@ -149,23 +156,24 @@ class DuATM(ReIDModel):
         query_point: tuple[float, float] | None = None,
         other: Tensor | None = None,
     ) -> dict[str, Tensor]:
-        """``{"intra": (B, h, w)}`` (and ``"inter"`` when ``other`` images are given).
+        """``{"intra": (B, h, w)}`` (and ``"inter"`` when ``other`` inputs are given), over the
+        grid of :meth:`sequence_grid`: the Block-4 map of an image, ``(1, T)`` frames of a clip.
 
         ``intra``: with ``query_point=(y, x)`` in [0, 1], the intra-sequence weights of that
-        cell's vector over the positions of its own image; without, the mean weight each
-        position receives. ``inter`` (needs ``other``, ``(B, 3, H, W)``): the same for the
-        inter-sequence weights over the positions of ``other``, the alignment of eq. 3.
+        cell's vector over the positions of its own input (for a clip, ``x`` picks the
+        frame); without, the mean weight each position receives. ``inter`` (needs ``other``,
+        inputs like ``x``): the same for the inter-sequence weights over the positions of
+        ``other``, the alignment of eq. 3.
         """
         if self.matcher is None:
-            raise ModelError("duatm: matching='avgpool' has no attention to draw")
+            raise ModelError(f"{self.kind}: matching='avgpool' has no attention to draw")
         if not self.matcher.intra and other is None:
-            raise ModelError("duatm: inter-only matching attends across a pair: pass other= images")
+            pair = f"inter-only matching attends across a pair: pass other= {self.inputs}"
+            raise ModelError(f"{self.kind}: {pair}")
         was_training = self.training
         self.eval()
         try:
-            fmap = self.backbone(x)
-            h, w = fmap.shape[-2:]
-            seq = F.normalize(self.embed(fmap.flatten(2).transpose(1, 2)), dim=-1)
+            seq, (h, w) = self.sequence_grid(x)
             q = self.matcher.filters(seq)
             memories = {"intra": seq} if self.matcher.intra else {}
             if other is not None:
@@ -184,32 +192,47 @@ class DuATM(ReIDModel):
         return (h, w) if mem.shape[1] == h * w else (1, mem.shape[1])
 
 
-class DuATMVideo(DuATM):
+class DuATM(DuATMBase):
+    """DuATM on images: DenseNet-121 feature sequences + dual attention matching."""
+
+    handles_video = False
+
+    def __init__(self, num_classes: int, pretrained: str = "none", **options: Any) -> None:
+        super().__init__(num_classes, pretrained, **options)
+        self.embed = nn.Linear(self.backbone.out_channels, self.dim)
+
+    def sequence_grid(self, x: Tensor) -> tuple[Tensor, tuple[int, int]]:
+        """``(B, 3, H, W) -> (B, h * w, D)``: the Block-4 map's positions, through ``embed``."""
+        fmap = self.backbone(x)  # (B, C, h, w)
+        seq = F.normalize(self.embed(fmap.flatten(2).transpose(1, 2)), dim=-1)  # (B, h*w, D)
+        return seq, (fmap.shape[-2], fmap.shape[-1])
+
+
+class DuATMVideo(DuATMBase):
     """DuATM on video: per-frame DenseNet vectors -> bidirectional RNN -> hidden-state sequence."""
 
     handles_video = True
+    kind, inputs = "duatm_video", "clips"
 
     def __init__(
         self,
-        *args: object,
+        num_classes: int,
+        pretrained: str = "none",
+        *,
         rnn: str = "lstm",
         rnn_merge: str = "concat",
         frame_chunk: int = 128,
-        **kwargs: object,
-    ):
-        if rnn not in ("lstm", "gru"):
-            raise ModelError(f"duatm_video: rnn must be lstm or gru, got {rnn!r}")
-        if rnn_merge not in RNN_MERGES:
-            raise ModelError(f"duatm_video: rnn_merge must be concat or sum, got {rnn_merge!r}")
+        **options: Any,
+    ) -> None:
+        one_of(rnn, RNNS, "duatm_video: rnn", ModelError)
+        one_of(rnn_merge, RNN_MERGES, "duatm_video: rnn_merge", ModelError)
+        super().__init__(num_classes, pretrained, **options)
+        if rnn_merge == "concat" and self.dim % 2:
+            raise ModelError(f"duatm_video: dim must be even (D / 2 per direction), got {self.dim}")
         self.rnn_type, self.rnn_merge = rnn, rnn_merge
         self.frame_chunk = max(1, int(frame_chunk))
-        super().__init__(*args, **kwargs)  # type: ignore[arg-type]
-
-    def _build_sequence_head(self) -> None:
-        if self.rnn_merge == "concat" and self.dim % 2:
-            raise ModelError(f"duatm_video: dim must be even (D / 2 per direction), got {self.dim}")
-        cell = nn.LSTM if self.rnn_type == "lstm" else nn.GRU
-        hidden = self.dim // 2 if self.rnn_merge == "concat" else self.dim
+        cell = nn.LSTM if rnn == "lstm" else nn.GRU
+        hidden = self.dim // 2 if rnn_merge == "concat" else self.dim
         self.rnn = cell(self.backbone.out_channels, hidden, batch_first=True, bidirectional=True)
 
     def frame_vectors(self, x: Tensor) -> Tensor:
@@ -225,81 +248,19 @@ class DuATMVideo(DuATM):
             )
         return pooled.view(b, t, -1)
 
-    def sequence(self, x: Tensor) -> Tensor:
-        """``(B, T, 3, H, W)`` (or ``(B, 3, H, W)``: ``T = 1``) ``-> (B, T, D)``."""
+    def sequence_grid(self, x: Tensor) -> tuple[Tensor, tuple[int, int]]:
+        """``(B, T, 3, H, W)`` (or ``(B, 3, H, W)``: ``T = 1``) ``-> (B, T, D)``, a ``(1, T)``
+        grid."""
         if x.dim() == 4:
             x = x.unsqueeze(1)
         hidden, _ = self.rnn(self.frame_vectors(x))  # (B, T, 2 H): [forward, backward]
         if self.rnn_merge == "sum":  # H = D
             hidden = hidden[..., : self.dim] + hidden[..., self.dim :]
-        return F.normalize(hidden, dim=-1)  # (B, T, D)
+        return F.normalize(hidden, dim=-1), (1, hidden.shape[1])  # (B, T, D)
 
     def _test_feature(self, seq: Tensor) -> Tensor:
         return seq.flatten(1)  # (B, T * D)
 
-    @torch.no_grad()
-    def attention_maps(
-        self,
-        x: Tensor,
-        query_point: tuple[float, float] | None = None,
-        other: Tensor | None = None,
-    ) -> dict[str, Tensor]:
-        """Temporal maps ``(B, 1, T)`` over frames; ``query_point``'s x picks the frame."""
-        if self.matcher is None:
-            raise ModelError("duatm_video: matching='avgpool' has no attention to draw")
-        was_training = self.training
-        self.eval()
-        try:
-            seq = self.sequence(x)
-            q = self.matcher.filters(seq)
-            memories = {"intra": seq} if self.matcher.intra else {}
-            if other is not None:
-                memories["inter"] = self.sequence(other.to(x.device))
-            if not memories:
-                raise ModelError(
-                    "duatm_video: inter-only matching attends across a pair: pass other= clips"
-                )
-            out = {}
-            for name, mem in memories.items():
-                wts = self.matcher.weights(q, mem)  # (B, T, T')
-                m = wts[:, cell_index(query_point, 1, seq.shape[1])] if query_point else wts.mean(1)
-                out[name] = m.reshape(len(x), 1, mem.shape[1])
-            return out
-        finally:
-            self.train(was_training)
-
-
-def _duatm_video(
-    num_classes: int,
-    pretrained: str = "none",
-    backbone: str = "densenet121",
-    last_stride: int = 2,
-    dim: int = 256,
-    matching: str = "full",
-    drop_prob: float = 0.2,
-    eval_mode: str = "exact",
-    rerank_k: int = 100,
-    block_size: int | None = None,
-    rnn: str = "lstm",
-    rnn_merge: str = "concat",
-    frame_chunk: int = 128,
-) -> DuATMVideo:
-    return DuATMVideo(
-        num_classes,
-        pretrained,
-        backbone,
-        last_stride,
-        dim,
-        matching,
-        drop_prob,
-        eval_mode,
-        rerank_k,
-        block_size,
-        rnn=rnn,
-        rnn_merge=rnn_merge,
-        frame_chunk=frame_chunk,
-    )
-
 
 register_model("duatm")(DuATM)
-register_model("duatm_video")(_duatm_video)
+register_model("duatm_video")(DuATMVideo)

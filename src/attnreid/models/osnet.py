@@ -42,6 +42,7 @@ from attnreid.models.backbones import build_backbone
 from attnreid.models.backbones.osnet import OSNET_NAMES, init_osnet
 from attnreid.models.backbones.weights import resolve_pretrained_with_source
 from attnreid.models.registry import ReIDModel, register_model
+from attnreid.utils.checks import one_of
 
 _FEATURE_DIM = 512  # the paper's and torchreid's embedding size
 _OPTIONAL_SUFFIX = "num_batches_tracked"
@@ -67,10 +68,7 @@ class OSNetReID(ReIDModel):
         last_stride: int = 2,
     ) -> None:
         super().__init__()
-        if backbone not in OSNET_NAMES:
-            raise ModelError(
-                f"osnet: backbone must be one of {', '.join(OSNET_NAMES)}, got {backbone!r}"
-            )
+        one_of(backbone, OSNET_NAMES, "osnet: backbone", ModelError)
         self.backbone = build_backbone(backbone, "none", last_stride=last_stride)
         self.feature_dim = _FEATURE_DIM
         self.num_classes = num_classes

@@ -9,7 +9,6 @@ checkpoints can rebuild it and refuse weights of another architecture or class c
 
 from __future__ import annotations
 
-import difflib
 import inspect
 from collections.abc import Callable
 from typing import Any
@@ -17,6 +16,7 @@ from typing import Any
 from torch import Tensor, nn
 
 from attnreid.errors import ModelError
+from attnreid.utils.checks import did_you_mean, positive_int
 
 
 class ReIDModel(nn.Module):
@@ -43,7 +43,9 @@ _MODELS: dict[str, tuple[ModelFactory, dict[str, Any]]] = {}
 
 def register_model(name: str, **defaults: Any) -> Callable[[ModelFactory], ModelFactory]:
     """Decorator registering a model class (or factory) ``fn(num_classes, pretrained, **options)``
-    under ``name``; its signature lists the options ``build_model`` accepts.
+    under ``name``; its signature lists the options ``build_model`` accepts (a class whose
+    ``__init__`` takes ``**options`` passes them on to its base class: it accepts the base
+    class's options, then its own).
 
     ``defaults`` pre-set options, so one family can register several names
     (``resnet50`` = ``baseline`` with ``backbone="resnet50"``).
@@ -70,14 +72,24 @@ def model_factory(name: str) -> ModelFactory:
 def model_options(name: str) -> list[str]:
     """The options ``build_model`` accepts for ``name``."""
     fn, _ = _lookup(name)
-    return [p for p in inspect.signature(fn).parameters if p not in ("num_classes", "pretrained")]
+    return [p for p in _parameters(fn) if p not in ("num_classes", "pretrained")]
+
+
+def _parameters(fn: Callable[..., Any]) -> list[str]:
+    params = inspect.signature(fn).parameters.values()
+    own = [p.name for p in params if p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)]
+    if not (isinstance(fn, type) and any(p.kind is p.VAR_KEYWORD for p in params)):
+        return own
+    inherited = _parameters(fn.__mro__[1])
+    return inherited + [p for p in own if p not in inherited]
 
 
 def _lookup(name: str) -> tuple[ModelFactory, dict[str, Any]]:
     if name not in _MODELS:
-        close = difflib.get_close_matches(name, list(_MODELS), n=1)
-        hint = f"; did you mean {close[0]!r}?" if close else ""
-        raise ModelError(f"unknown model {name!r}{hint} (available: {', '.join(list_models())})")
+        raise ModelError(
+            f"unknown model {name!r}{did_you_mean(name, _MODELS)} "
+            f"(available: {', '.join(list_models())})"
+        )
     return _MODELS[name]
 
 
@@ -87,15 +99,13 @@ def build_model(name: str, num_classes: int, pretrained: str = "none", **options
     ``pretrained`` initialises the backbone: ``"none"``, ``"imagenet"`` or a local weights file.
     """
     fn, defaults = _lookup(name)
-    if not isinstance(num_classes, int) or num_classes < 1:
-        raise ModelError(f"num_classes must be a positive integer, got {num_classes!r}")
+    positive_int(num_classes, "num_classes", ModelError)
     allowed = model_options(name)
     for opt in options:
         if opt not in allowed:
-            close = difflib.get_close_matches(opt, allowed, n=1)
-            hint = f"; did you mean {close[0]!r}?" if close else ""
             raise ModelError(
-                f"model {name!r} has no option {opt!r}{hint} (options: {', '.join(allowed)})"
+                f"model {name!r} has no option {opt!r}{did_you_mean(opt, allowed)} "
+                f"(options: {', '.join(allowed)})"
             )
     merged = {**defaults, **options}
     model = fn(num_classes=num_classes, pretrained=pretrained, **merged)

@@ -60,6 +60,7 @@ from attnreid.models.attention.spatial_attention import SpatialAttention
 from attnreid.models.backbones import build_backbone
 from attnreid.models.heads import BNNeckHead
 from attnreid.models.registry import ReIDModel, register_model
+from attnreid.utils.checks import one_of
 
 ATTENTIONS = ("self", "spatial", "none")
 DISTANCE_NORMS = ("query_max", "query_minmax", "global_max", "none")
@@ -67,6 +68,7 @@ DISTANCE_NORMS = ("query_max", "query_minmax", "global_max", "none")
 
 class SAResNet(ReIDModel):
     """Backbone -> attention on the last map -> GAP -> classifier (see the module docstring)."""
+    own_distance = property(lambda self: self.distance_norm != "none")  # "none": the metric ranks
 
     def __init__(
         self,
@@ -90,15 +92,8 @@ class SAResNet(ReIDModel):
         distance_norm: str = "query_max",
     ) -> None:
         super().__init__()
-        if attention not in ATTENTIONS:
-            raise ModelError(
-                f"sa_resnet: attention must be one of {', '.join(ATTENTIONS)}, got {attention!r}"
-            )
-        if distance_norm not in DISTANCE_NORMS:
-            raise ModelError(
-                f"sa_resnet: distance_norm must be one of {', '.join(DISTANCE_NORMS)}, "
-                f"got {distance_norm!r}"
-            )
+        one_of(attention, ATTENTIONS, "sa_resnet: attention", ModelError)
+        one_of(distance_norm, DISTANCE_NORMS, "sa_resnet: distance_norm", ModelError)
         self.backbone = build_backbone(backbone, pretrained, last_stride=last_stride)
         dim = self.backbone.out_channels
         self.attention_type = attention

@@ -1,7 +1,9 @@
 """SONA-Net (Xia, Gong, Zhang, Poellabauer, "Second-order Non-local Attention Networks for
 Person Re-identification", ICCV 2019), with every variant of its ablation (Table 5).
 
-Network (section 2.1; the head is that of the Batch-DropBlock / BFE code, see NOTES.md)::
+Network (section 2.1 and Fig. 2; the head follows BFE, Dai et al., arXiv 1811.07130, whose
+"general architecture" section 2.1 says it shares: where the paper leaves a layer out, it is as
+the BFE authors' public code builds it)::
 
     image (B, 3, 384, 128)
       -> ResNet-50, stages 3 and 4 dilated (stride 8)        (B, 2048, 48, 16)
@@ -74,6 +76,7 @@ from attnreid.models.attention.sona import IMPLEMENTATIONS, SONA, attention_map
 from attnreid.models.backbones import build_backbone
 from attnreid.models.drop import DROP_METHODS, GAMMA_MODES, build_drop
 from attnreid.models.registry import ReIDModel, register_model
+from attnreid.utils.checks import one_of, positive_int
 
 DILATABLE = ("resnet50", "resnet101", "resnet152")
 SONA_HEADS = ("none", "global", "local", "both")
@@ -92,12 +95,6 @@ def _init_head(module: nn.Module) -> None:
         elif isinstance(m, (nn.BatchNorm1d, nn.BatchNorm2d)):
             nn.init.normal_(m.weight, 1.0, 0.02)
             nn.init.zeros_(m.bias)
-
-
-def _positive_int(value: Any, what: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ModelError(f"sona_net: {what} must be a positive integer, got {value!r}")
-    return value
 
 
 def _sona_stage_list(value: Any) -> list[int]:
@@ -142,23 +139,15 @@ class SONANet(ReIDModel):
         super().__init__()
         # Validate everything cheap before the backbone (and its weights) is built.
         stages = _sona_stage_list(sona_stages)
-        if sona_head not in SONA_HEADS:
-            raise ModelError(f"sona_net: sona_head must be one of {SONA_HEADS}, got {sona_head!r}")
-        if sona_impl not in IMPLEMENTATIONS:
-            raise ModelError(
-                f"sona_net: sona_impl must be one of {IMPLEMENTATIONS}, got {sona_impl!r}"
-            )
-        if drop not in DROP_METHODS:
-            raise ModelError(f"sona_net: drop must be one of {DROP_METHODS}, got {drop!r}")
-        if gamma_mode not in GAMMA_MODES:
-            raise ModelError(
-                f"sona_net: gamma_mode must be one of {GAMMA_MODES}, got {gamma_mode!r}"
-            )
+        one_of(sona_head, SONA_HEADS, "sona_net: sona_head", ModelError)
+        one_of(sona_impl, IMPLEMENTATIONS, "sona_net: sona_impl", ModelError)
+        one_of(drop, DROP_METHODS, "sona_net: drop", ModelError)
+        one_of(gamma_mode, GAMMA_MODES, "sona_net: gamma_mode", ModelError)
         if dilation is not None and not isinstance(dilation, bool):
             raise ModelError(f"sona_net: dilation must be true, false or null, got {dilation!r}")
-        _positive_int(sona_reduction, "sona_reduction")
-        _positive_int(global_dim, "global_dim")
-        _positive_int(local_dim, "local_dim")
+        positive_int(sona_reduction, "sona_net: sona_reduction", ModelError)
+        positive_int(global_dim, "sona_net: global_dim", ModelError)
+        positive_int(local_dim, "sona_net: local_dim", ModelError)
         drop_module = build_drop(
             drop,
             drop_prob=drop_prob,

@@ -30,6 +30,7 @@ import torch
 from torch import Tensor, nn
 
 from attnreid.errors import AttnReidError, ModelError, wrong_file
+from attnreid.utils.checks import one_of
 from attnreid.utils.io import atomic_write
 
 __all__ = ["EXPORTERS", "OnnxModel", "export_checkpoint", "export_onnx", "read_onnx_metadata"]
@@ -91,8 +92,7 @@ def export_onnx(
     """
     import onnx
 
-    if exporter not in EXPORTERS:
-        raise ModelError(f"unknown ONNX exporter {exporter!r}; valid: {', '.join(EXPORTERS)}")
+    one_of(exporter, EXPORTERS, "ONNX exporter", ModelError)
     was_training = model.training
     model = model.cpu().eval()
     x = torch.randn(2, 3, height, width)
@@ -239,5 +239,3 @@ class OnnxModel(nn.Module):
         arr = np.ascontiguousarray(x.detach().cpu().numpy(), dtype=np.float32)
         return torch.from_numpy(self.session.run(None, {self._input: arr})[0])
 
-    def compute_distance(self, query: Tensor, gallery: Tensor) -> None:
-        return None  # the configured metric (a model's own distance is not exported)

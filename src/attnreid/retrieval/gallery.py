@@ -10,14 +10,14 @@ unless ``allow_outside_paths`` (:mod:`attnreid.data.manifest`).
 **The model.** :func:`load_feature_model` rebuilds the network of a checkpoint (or loads an
 ONNX model exported by ``attnreid export onnx``) together with the config it was trained with;
 images are resized and normalised as that config does for testing, and flip averaging follows
-``eval.flip``. The index metric follows the evaluation metric (:func:`index_metric`).
+``eval.flip``. The index metric follows the evaluation's
+(:attr:`Scorer.index_metric <attnreid.evaluation.scoring.Scorer.index_metric>`).
 """
 
 from __future__ import annotations
 
 import csv
 import math
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,22 +27,20 @@ import numpy as np
 import torch
 from torch import nn
 
-from attnreid.config import load_config
 from attnreid.data.base import ReIDItem
+from attnreid.data.datasets.market import MARKET_PATTERN as _NAME
 from attnreid.data.images import is_image_file
 from attnreid.data.manifest import manifest_file
-from attnreid.errors import AttnReidError, ConfigError, DatasetError
+from attnreid.errors import AttnReidError, DatasetError
 
 __all__ = [
     "Crops",
     "extract_crops",
-    "index_metric",
     "load_feature_model",
+    "model_source",
     "parse_crop_name",
     "scan_folder",
 ]
-
-_NAME = re.compile(r"^(-?\d+)_c(\d+)(?:s\d+_(\d+))?")
 
 
 @dataclass
@@ -143,47 +141,31 @@ def load_feature_model(
     overrides: Sequence[str] = (),
 ) -> tuple[nn.Module, dict[str, Any], dict[str, Any]]:
     """``(model, config, source)``: the network of a checkpoint (in eval mode) or an ONNX model
-    run by onnxruntime, the config it was trained with (plus ``overrides``), and a description
-    of where it came from (for the index header)."""
-    if (checkpoint is None) == (onnx is None):
-        raise ConfigError("give exactly one of a checkpoint or an ONNX model")
-    if onnx is not None:
-        from attnreid.retrieval.export import OnnxModel
+    run by onnxruntime, the config it was trained with (plus ``overrides``; the model carries
+    it), as :func:`attnreid.engine.build.load_model_and_config` loads them, and where it came
+    from (:func:`model_source`)."""
+    from attnreid.engine.build import load_model_and_config
 
-        model: nn.Module = OnnxModel(onnx)
-        saved = dict(model.config or {})
-        h, w = model.input_size
-        saved.setdefault("data", {}).update({"height": h, "width": w})
-        source = {"onnx": str(Path(onnx).resolve())}
-        name = model.model_name
-    else:
-        from attnreid.engine.checkpoint import load_model_from_checkpoint
-
-        model, meta = load_model_from_checkpoint(checkpoint)
-        saved = dict(meta.get("config") or {})
-        source = {"checkpoint": str(Path(checkpoint).resolve())}
-        name = meta["model"]
-    saved.pop("_source", None)
-    saved.get("model", {}).pop("_source", None)
-    try:
-        cfg = load_config(None, overrides, **saved)
-    except ConfigError as exc:
-        raise ConfigError(f"the config stored with the model does not load: {exc}") from None
-    source.update(
-        {
-            "model": name,
-            "feature_dim": int(getattr(model, "feature_dim", 0)),
-            "height": cfg["data"]["height"],
-            "width": cfg["data"]["width"],
-        }
-    )
-    return model, cfg, source
+    model, cfg = load_model_and_config(checkpoint, onnx, overrides=overrides)
+    return model, cfg, model_source(model, cfg, checkpoint, onnx)
 
 
-def index_metric(cfg: dict[str, Any]) -> str:
-    """``"cosine"`` when evaluation compares L2-normalised features, else ``"euclidean"``."""
-    e = cfg["eval"]
-    return "cosine" if e["metric"] == "cosine" or e["normalize"] else "euclidean"
+def model_source(
+    model: nn.Module,
+    cfg: dict[str, Any],
+    checkpoint: str | Path | None = None,
+    onnx: str | Path | None = None,
+) -> dict[str, Any]:
+    """Where a model came from, for an index header: its file, name, feature dimension and
+    input size."""
+    path = {"checkpoint": checkpoint} if checkpoint is not None else {"onnx": onnx}
+    return {
+        **{k: str(Path(v).resolve()) for k, v in path.items()},
+        "model": model.model_name,
+        "feature_dim": int(getattr(model, "feature_dim", 0)),
+        "height": cfg["data"]["height"],
+        "width": cfg["data"]["width"],
+    }
 
 
 def extract_crops(

@@ -42,13 +42,14 @@ import numpy as np
 import torch
 
 from attnreid.errors import AttnReidError, ConfigError, wrong_file
+from attnreid.evaluation.distance import DISTANCE_METRICS
+from attnreid.utils.checks import one_of, positive_int
 from attnreid.utils.io import atomic_open
 from attnreid.utils.safe_load import open_npz
 
-__all__ = ["INDEX_KINDS", "INDEX_METRICS", "GalleryIndex", "SearchHit"]
+__all__ = ["INDEX_KINDS", "GalleryIndex", "SearchHit"]
 
 INDEX_KINDS = ("flat", "ivf", "hnsw")
-INDEX_METRICS = ("cosine", "euclidean")
 FORMAT_VERSION = 1
 #: What ``--index`` expects, as the message for another kind of file says it.
 INDEX_FILE = "a readable gallery index (a .npz archive written by attnreid index build)"
@@ -117,12 +118,9 @@ class GalleryIndex:
         ef_search: int = 128,
         info: dict[str, Any] | None = None,
     ) -> None:
-        if metric not in INDEX_METRICS:
-            raise ConfigError(f"unknown index metric {metric!r}; valid: {', '.join(INDEX_METRICS)}")
-        if kind not in INDEX_KINDS:
-            raise ConfigError(f"unknown index kind {kind!r}; valid: {', '.join(INDEX_KINDS)}")
-        if dim < 1:
-            raise ConfigError(f"feature dimension must be positive, got {dim}")
+        one_of(metric, DISTANCE_METRICS, "index metric")
+        one_of(kind, INDEX_KINDS, "index kind")
+        positive_int(dim, "feature dimension")
         self.dim, self.metric, self.kind = int(dim), metric, kind
         self.params = {"nlist": nlist, "nprobe": nprobe, "hnsw_m": hnsw_m, "ef_search": ef_search}
         self.info: dict[str, Any] = dict(info or {})
@@ -223,8 +221,7 @@ class GalleryIndex:
     def search_arrays(self, queries: Any, top_k: int = 10) -> tuple[np.ndarray, np.ndarray]:
         """``(distances, indices)``, each ``(Q, k)``, ``k = min(top_k, len(self))``, nearest
         first; distances as in evaluation (``1 - cos`` or squared euclidean)."""
-        if isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 1:
-            raise ConfigError(f"top_k must be a positive integer, got {top_k!r}")
+        positive_int(top_k, "top_k")
         q = self._prepare(queries)
         k = min(top_k, len(self))
         if k == 0:

@@ -27,6 +27,7 @@ from PIL import Image
 from torch import Tensor
 
 from attnreid.errors import ConfigError
+from attnreid.utils.checks import positive_int
 from attnreid.utils.io import atomic_write
 
 HEADER_PX = 30  # the band above the panels holding their titles
@@ -85,8 +86,7 @@ def attention_figure(
     rgb = _as_rgb(image)
     if not maps:
         raise ConfigError("no attention maps to draw")
-    if isinstance(scale, bool) or not isinstance(scale, int) or scale < 1:
-        raise ConfigError(f"scale must be a positive integer, got {scale!r}")
+    positive_int(scale, "scale")
     height, width = rgb.shape[:2]
     panels = [("image", None, None)] + [
         (name, upsample_map(m, height, width), float(np.asarray(m, dtype=np.float64).max()))

@@ -7,7 +7,6 @@ Each loader reads the layout as its owners distribute it and raises
 
 from __future__ import annotations
 
-import difflib
 import inspect
 from collections.abc import Callable
 from pathlib import Path
@@ -15,6 +14,7 @@ from typing import Any
 
 from attnreid.data.base import ReIDDataset
 from attnreid.errors import ConfigError
+from attnreid.utils.checks import did_you_mean
 
 DatasetFactory = Callable[..., ReIDDataset]
 _DATASETS: dict[str, DatasetFactory] = {}
@@ -38,11 +38,10 @@ def build_dataset(name: str, root: str | Path, **options: Any) -> ReIDDataset:
     """Load dataset ``name`` from ``root`` (see :func:`list_datasets`)."""
     key = name.lower().replace("-", "").replace("_", "")
     lookup = {n.replace("_", ""): n for n in _DATASETS}
-    if key not in lookup:
-        close = difflib.get_close_matches(key, list(lookup), n=1)
-        hint = f"; did you mean {lookup[close[0]]!r}?" if close else ""
+    if key not in lookup:  # (no registered name has an underscore: the keys are the names)
         raise ConfigError(
-            f"unknown dataset {name!r}{hint} (available: {', '.join(list_datasets())})"
+            f"unknown dataset {name!r}{did_you_mean(key, lookup)} "
+            f"(available: {', '.join(list_datasets())})"
         )
     fn = _DATASETS[lookup[key]]
     params = inspect.signature(fn).parameters

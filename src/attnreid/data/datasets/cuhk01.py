@@ -19,6 +19,7 @@ from attnreid.data.base import ReIDDataset, ReIDItem, relabel, require_dir
 from attnreid.data.datasets import register_dataset
 from attnreid.data.images import is_image_file
 from attnreid.errors import DatasetError
+from attnreid.utils.checks import one_of
 
 CUHK01_PATTERN = re.compile(r"^(\d{4})(\d{3})\.\w+$")
 
@@ -30,8 +31,7 @@ def cuhk01(
     """Load CUHK01 from ``root`` (the folder holding ``campus/``, or ``campus`` itself)."""
     campus = root if root.name == "campus" and root.is_dir() else root / "campus"
     require_dir(campus, "cuhk01", "campus")
-    if query_camera not in ("A", "B"):
-        raise DatasetError(f"cuhk01: query_camera must be 'A' or 'B', got {query_camera!r}")
+    one_of(query_camera, ("A", "B"), "cuhk01: query_camera", DatasetError)
     items = []
     for path in sorted(campus.iterdir()):
         if not is_image_file(path.name):

@@ -44,6 +44,7 @@ from attnreid.data.datasets import register_dataset
 from attnreid.data.datasets.cuhk03_extract import KINDS, extract_images, read_testsets
 from attnreid.data.datasets.market import MARKET_SUBDIRS, load_market_layout
 from attnreid.errors import DatasetError
+from attnreid.utils.checks import one_of
 
 CUHK03_NAME = re.compile(r"^(\d)_(\d{3})_([12])_(\d{2})\.png$")
 SPLIT_FIELDS = ("filelist", "labels", "camId", "train_idx", "query_idx", "gallery_idx")
@@ -157,10 +158,8 @@ def cuhk03(
     check_images: bool = True,
 ) -> ReIDDataset:
     """Load CUHK03 (see the module docstring for layouts and options)."""
-    if images not in KINDS:
-        raise DatasetError(f"cuhk03: images must be 'labeled' or 'detected', got {images!r}")
-    if protocol not in ("new", "classic"):
-        raise DatasetError(f"cuhk03: protocol must be 'new' or 'classic', got {protocol!r}")
+    one_of(images, KINDS, "cuhk03: images", DatasetError)
+    one_of(protocol, ("new", "classic"), "cuhk03: protocol", DatasetError)
     if not root.is_dir():
         raise DatasetError(f"cuhk03: dataset folder {root} does not exist")
     info: dict[str, object] = {"images": images, "protocol": protocol}

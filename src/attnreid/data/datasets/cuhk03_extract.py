@@ -31,6 +31,7 @@ from typing import Any
 import numpy as np
 
 from attnreid.errors import DatasetError
+from attnreid.utils.checks import one_of
 from attnreid.utils.progress import progress_bar
 
 KINDS = ("labeled", "detected")
@@ -125,8 +126,7 @@ def extract_images(
 
     Returns the folder and the number of images written now (0 if it was complete already).
     """
-    if kind not in KINDS:
-        raise DatasetError(f"cuhk03: images must be 'labeled' or 'detected', got {kind!r}")
+    one_of(kind, KINDS, "cuhk03: images", DatasetError)
     final = cache_dir / f"images_{kind}"
     if final.is_dir():
         return final, 0

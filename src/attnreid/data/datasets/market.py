@@ -32,7 +32,10 @@ from attnreid.data.datasets import register_dataset
 from attnreid.data.images import is_image_file
 from attnreid.errors import DatasetError
 
-MARKET_PATTERN = re.compile(r"^([-\d]+)_c(\d+)")
+#: A Market-1501 file name ``PPPP_cC[sS_FFFFFF]...``: identity (``-1`` junk), camera (1-based)
+#: and, when the name has the sequence part, the frame (DukeMTMC-reID's ``PPPP_cC_fFFFFFFF``
+#: fits too, without a frame). The one definition: gallery crops are named the same way.
+MARKET_PATTERN = re.compile(r"^(-?\d+)_c(\d+)(?:s\d+_(\d+))?")
 MARKET_SUBDIRS = ("bounding_box_train", "query", "bounding_box_test")
 
 

@@ -45,6 +45,7 @@ from torch import Tensor, nn
 
 from attnreid.errors import ModelError
 from attnreid.models.attention.nonlocal_attention import PairwiseAttention
+from attnreid.utils.checks import one_of
 
 ALPHA_INITS = ("identity", "random")
 
@@ -67,11 +68,7 @@ class CrossCorrelatedAttention(PairwiseAttention):
         super().__init__(channels, reduction, batch_norm)
         if len(map_size) != 2 or min(int(s) for s in map_size) < 1:
             raise ModelError(f"{type(self).__name__}: map_size must be (M, N), got {map_size!r}")
-        if alpha_init not in ALPHA_INITS:
-            raise ModelError(
-                f"{type(self).__name__}: alpha_init must be one of {', '.join(ALPHA_INITS)}, "
-                f"got {alpha_init!r}"
-            )
+        one_of(alpha_init, ALPHA_INITS, f"{type(self).__name__}: alpha_init", ModelError)
         self.map_size: tuple[int, int] = (int(map_size[0]), int(map_size[1]))
         positions = self.map_size[0] * self.map_size[1]
         self.alpha = nn.Linear(2 * positions, positions)  # W_alpha: 2MN -> MN

@@ -47,6 +47,7 @@ from attnreid.models.attention.duatm_kernel import (
     malloc_tuning,
     prepare,
 )
+from attnreid.utils.checks import one_of, positive_int
 
 MATCHINGS = ("full", "intra", "inter")
 
@@ -61,10 +62,7 @@ class DualAttention(nn.Module):
 
     def __init__(self, dim: int, matching: str = "full") -> None:
         super().__init__()
-        if matching not in MATCHINGS:
-            raise ModelError(
-                f"dual attention: matching must be one of {', '.join(MATCHINGS)}, got {matching!r}"
-            )
+        one_of(matching, MATCHINGS, "dual attention: matching", ModelError)
         self.dim, self.matching = dim, matching
         self.intra, self.inter = matching in ("full", "intra"), matching in ("full", "inter")
         self.fc = nn.Linear(dim, dim)  # W, b of eq. 1
@@ -177,8 +175,7 @@ class DualAttention(nn.Module):
         ``max(re-scored distances of the row) + 1 + pooled euclidean distance``.
         Returns ``(Q, G)`` float32 on the CPU.
         """
-        if isinstance(k, bool) or not isinstance(k, int) or k < 1:
-            raise ConfigError(f"two-stage matching: k must be a positive integer, got {k!r}")
+        positive_int(k, "two-stage matching: k")
         with malloc_tuning():
             pq, pg = self.prepare(query), self.prepare(gallery)
             _check_lengths(pq, pg, self.inter)

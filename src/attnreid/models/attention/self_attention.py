@@ -38,7 +38,8 @@ Where the paper is ambiguous, the choices (each an option unless there is only o
 * **The value dimension.** The paper reduces all three spaces to ``D / 8`` but adds ``o`` to
   ``x`` (``D`` channels) in eq. 6; SAGAN keeps ``h`` at ``C/2`` or ``C``. We reduce ``h`` to
   ``D / value_reduction`` (8, the paper's) and project back to ``D`` with a 1x1 convolution
-  (with bias) so that the residual sum is defined, as NOTES.md advises.
+  (with bias) so that eq. 6's residual sum is defined: sec. 3.2 names no such layer, but
+  SAGAN's block, whose eqs. 3-6 the paper follows, ends with one (its ``v``).
 * **ReLU on h.** Eq. 3 only rectifies ``f`` and ``g``; the text applies the ReLU after the
   "linear space conversion" of the three spaces ("ReLU is combined to get a nonlinear
   response"; "distinct convolution kernels are combined with non-linear functions").
@@ -71,14 +72,14 @@ from torch import Tensor, nn
 from attnreid.errors import ModelError
 from attnreid.models.attention.maps import attention_map
 from attnreid.models.attention.maps import cell_index as query_index  # noqa: F401  (re-exported)
+from attnreid.utils.checks import one_of, positive_int
 
 SCORES = ("softmax", "sigmoid")
 AGGREGATIONS = ("position", "global")
 
 
 def _reduced(channels: int, reduction: int, what: str) -> int:
-    if isinstance(reduction, bool) or not isinstance(reduction, int) or reduction < 1:
-        raise ModelError(f"self-attention: {what} must be a positive integer, got {reduction!r}")
+    positive_int(reduction, f"self-attention: {what}", ModelError)
     if channels % reduction:
         raise ModelError(
             f"self-attention: {channels} channels are not divisible by {what}={reduction}"
@@ -116,12 +117,8 @@ class SelfAttention(nn.Module):
         qkv_bias: bool = False,
     ) -> None:
         super().__init__()
-        if scores not in SCORES:
-            raise ModelError(f"self-attention: scores must be softmax or sigmoid, got {scores!r}")
-        if aggregation not in AGGREGATIONS:
-            raise ModelError(
-                f"self-attention: aggregation must be position or global, got {aggregation!r}"
-            )
+        one_of(scores, SCORES, "self-attention: scores", ModelError)
+        one_of(aggregation, AGGREGATIONS, "self-attention: aggregation", ModelError)
         key_dim = _reduced(in_channels, key_reduction, "key_reduction")
         value_dim = _reduced(in_channels, value_reduction, "value_reduction")
         self.scores, self.aggregation = scores, aggregation

@@ -10,8 +10,9 @@ with ``d = c / r`` (``r = 2`` in the paper)::
     SONA(x)  = x + p(z),  p = Conv1x1_{d->c}                              (3)   (B, c, h, w)
 
 ``1`` is the d x d matrix of ones, so ``Ibar`` centres each position's ``d`` features and
-``Sigma = (1/d) theta_c theta_c^T`` with ``theta_c = theta - mean_channels(theta)`` (NOTES.md:
-``I - 11^T/d`` is symmetric and idempotent). Equation (2) is therefore scaled dot-product
+``Sigma = (1/d) theta_c theta_c^T`` with ``theta_c = theta - mean_channels(theta)`` (the
+centring matrix ``I - 11^T/d`` of the covariance pooling section 2.2 follows, its ref. [15], is
+symmetric and idempotent). Equation (2) is therefore scaled dot-product
 attention with query = key = ``theta_c`` and scale ``d^-1/2 * d^-1 = d^-3/2``, which
 ``impl="fused"`` (the default) computes with
 :func:`torch.nn.functional.scaled_dot_product_attention` (a fused kernel that never builds
@@ -38,6 +39,7 @@ from torch import Tensor, nn
 
 from attnreid.errors import ModelError
 from attnreid.models.attention.maps import attention_map  # noqa: F401  (re-exported)
+from attnreid.utils.checks import one_of, positive_int
 
 IMPLEMENTATIONS = ("fused", "literal")
 
@@ -64,12 +66,9 @@ class SONA(nn.Module):
         zero_init: bool = True,
     ) -> None:
         super().__init__()
-        if isinstance(channels, bool) or not isinstance(channels, int) or channels < 1:
-            raise ModelError(f"SONA: channels must be a positive integer, got {channels!r}")
-        if isinstance(reduction, bool) or not isinstance(reduction, int) or reduction < 1:
-            raise ModelError(f"SONA: reduction must be a positive integer, got {reduction!r}")
-        if impl not in IMPLEMENTATIONS:
-            raise ModelError(f"SONA: impl must be 'fused' or 'literal', got {impl!r}")
+        positive_int(channels, "SONA: channels", ModelError)
+        positive_int(reduction, "SONA: reduction", ModelError)
+        one_of(impl, IMPLEMENTATIONS, "SONA: impl", ModelError)
         if isinstance(negative_slope, bool) or not isinstance(negative_slope, (int, float)):
             raise ModelError(f"SONA: negative_slope must be a number, got {negative_slope!r}")
         self.channels, self.reduction, self.impl = channels, reduction, impl

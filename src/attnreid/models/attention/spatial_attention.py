@@ -39,6 +39,7 @@ import torch
 from torch import Tensor, nn
 
 from attnreid.errors import ModelError
+from attnreid.utils.checks import one_of
 
 
 class SpatialAttention(nn.Module):
@@ -60,10 +61,7 @@ class SpatialAttention(nn.Module):
         gate: bool = False,
     ) -> None:
         super().__init__()
-        if scores not in ("softmax", "sigmoid"):
-            raise ModelError(
-                f"spatial attention: scores must be softmax or sigmoid, got {scores!r}"
-            )
+        one_of(scores, ("softmax", "sigmoid"), "spatial attention: scores", ModelError)
         if (
             isinstance(kernel_size, bool)
             or not isinstance(kernel_size, int)

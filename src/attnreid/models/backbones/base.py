@@ -7,26 +7,29 @@ stages (SONA-Net after ``layer2``/``layer3``, CCAN after the GoogLeNet inception
 is why the stages are plain :class:`torch.nn.Module` objects that can be called, copied
 (``copy.deepcopy(backbone.stages[3])`` for a part stream) or wrapped individually.
 
-Each family describes its stages with a :class:`StagePart` layout that names, for every
-sub-module of a stage, the path of that sub-module in the *reference model* (torchvision or
-timm). :func:`assemble_backbone` builds the stages from that layout and derives from the very
-same layout the key mapping ``reference key -> backbone key`` used by
-:meth:`Backbone.load_reference_state_dict`; the layout is therefore the one place per family
-where parameter names are defined.
+Each family declares itself as a :class:`Family`: how to build its *reference model*
+(torchvision, timm or our own), the options it accepts, its stages as paths of sub-modules of
+the reference model, and the layers ``last_stride=1`` changes. :func:`assemble_backbone` does
+the rest for every family alike: it rejects unknown options, checks ``last_stride`` and
+``dilation``, builds the model, keeps the resolution of the last stage if asked, cuts the
+model into the stages and derives from the very same stage paths the key mapping
+``reference key -> backbone key`` used by :meth:`Backbone.load_reference_state_dict`; the
+stage table is therefore the one place per family where parameter names are defined.
 """
 
 from __future__ import annotations
 
-import difflib
 import re
 from collections import OrderedDict
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import Tensor, nn
 
 from attnreid.errors import ModelError
+from attnreid.utils.checks import did_you_mean
 
 IMAGENET_MEAN: tuple[float, float, float] = (0.485, 0.456, 0.406)
 IMAGENET_STD: tuple[float, float, float] = (0.229, 0.224, 0.225)
@@ -36,42 +39,56 @@ HALF_MEAN_STD: tuple[float, float, float] = (0.5, 0.5, 0.5)
 _OPTIONAL_SUFFIX = "num_batches_tracked"
 
 
-@dataclass(frozen=True)
-class StagePart:
-    """One sub-module of a stage.
-
-    ``local`` is the sub-module's name inside the stage (it becomes part of the backbone's
-    parameter names); ``ref`` is its dotted path in the reference model, or ``None`` for a
-    parameter-free module that the reference model applies functionally (e.g. DenseNet's final
-    ReLU), in which case ``module`` must be given.
-    """
-
-    local: str
-    ref: str | None
-    module: nn.Module | None = None
+#: A stage: ``(name, modules, channels, stride)``. ``modules`` is the dotted path of the
+#: reference module that *is* the stage (ResNet's ``layer2``), or the paths of the sub-modules
+#: chained in an ``nn.Sequential``, each named in the stage (and so in the backbone's parameter
+#: names) by its path without the family's ``prefix`` and without dots (``features.7`` -> ``7``
+#: under ``features.``, ``blocks.5`` -> ``blocks5``). ``stride`` is the nominal output stride
+#: with ``last_stride=2`` and no dilation. Channels are declared rather than inferred because
+#: concatenating blocks (DenseNet, Inception) end with a conv whose width is not the stage's.
+Stage = tuple[str, str | tuple[str, ...], int, int]
 
 
 @dataclass(frozen=True)
-class StageSpec:
-    """A stage: name, output channels, nominal output stride, and its modules.
+class Family:
+    """What one backbone family declares; :func:`assemble_backbone` does the rest.
 
-    ``whole`` is the dotted path of a reference module that *is* the stage (ResNet's ``layer2``);
-    otherwise ``parts`` lists the sub-modules chained in an ``nn.Sequential``. Channels are
-    declared rather than inferred because concatenating blocks (DenseNet, Inception) end with a
-    conv whose width is not the stage's.
+    Attributes:
+        make: ``make(init_weights=..., dilation=..., **options)`` builds the reference model
+            (``dilation``: the flags ``resolve_dilation`` returned, ``None`` for the families
+            without it; ``init_weights=False`` may skip an initialisation that pretrained
+            weights will overwrite).
+        stages: the stages, stem first (see :data:`Stage`); ``prefix`` is left out of the
+            names of their sub-modules.
+        options: the keyword options ``make`` accepts.
+        last_downsampling: the reference paths of the layers that halve the map in the last
+            stage that does: ``last_stride=1`` sets the stride of those that are convs to 1 and
+            replaces the others (poolings) by the identity, which halves the stride of the
+            stage holding the first path and of every stage after it.
+        resolve_dilation: ``(name, dilation, last_stride) -> flags``, one flag per stage of
+            ``dilatable`` (a dilated stage, and every one after it, keeps the resolution of the
+            one before); ``None``: the family refuses dilation.
+        mean, std: the input normalisation the pretrained weights expect.
+        head_prefixes, key_fixups: see :class:`Backbone`.
     """
 
-    name: str
-    channels: int
-    stride: int
-    whole: str | None = None
-    parts: tuple[StagePart, ...] = ()
+    make: Callable[..., nn.Module]
+    stages: Sequence[Stage]
+    options: tuple[str, ...] = ()
+    prefix: str = ""
+    last_downsampling: tuple[str, ...] = ()
+    resolve_dilation: Callable[[str, Any, int], list[bool]] | None = None
+    dilatable: tuple[str, ...] = ()
+    mean: tuple[float, float, float] = IMAGENET_MEAN
+    std: tuple[float, float, float] = IMAGENET_STD
+    head_prefixes: tuple[str, ...] = ()
+    key_fixups: tuple[tuple[str, str], ...] = ()
 
 
 def _get_submodule(model: nn.Module, path: str) -> nn.Module:
     try:
         return model.get_submodule(path)
-    except AttributeError as exc:  # a wrong layout is a programming error, say where
+    except AttributeError as exc:  # a wrong stage table is a programming error, say where
         raise RuntimeError(f"reference model has no sub-module {path!r}") from exc
 
 
@@ -220,56 +237,82 @@ class Backbone(nn.Module):
 
 def assemble_backbone(
     name: str,
-    model: nn.Module,
-    layout: Iterable[StageSpec],
+    family: Family,
     *,
-    mean: tuple[float, float, float],
-    std: tuple[float, float, float],
-    head_prefixes: Sequence[str] = (),
-    key_fixups: Sequence[tuple[str, str]] = (),
+    last_stride: int = 2,
+    dilation: bool | Sequence[bool] = False,
+    init_weights: bool = True,
+    options: Mapping[str, Any] | None = None,
 ) -> Backbone:
-    """Cut ``model`` into the stages described by ``layout`` and derive the key mapping.
+    """Build backbone ``name`` of ``family``: check the options, build the reference model,
+    apply ``last_stride`` and cut the model into the family's stages.
 
-    The reference model's modules are moved (not copied) into the stages, so the returned
-    backbone shares their parameters; everything not named in the layout (classifier heads,
-    auxiliary heads) is left behind with ``model``.
+    Every option is checked before the model is built. The reference model's modules are moved
+    (not copied) into the stages, so the returned backbone shares their parameters; everything
+    not named in the stages (classifier heads, auxiliary heads) is left behind with the model.
     """
+    options = dict(options or {})
+    reject_options(name, options, family.options)
+    check_last_stride(name, last_stride)
+    if family.resolve_dilation is None:
+        check_no_dilation(name, dilation)
+        flags = None
+    else:
+        flags = family.resolve_dilation(name, dilation, last_stride)
+    model = family.make(init_weights=init_weights, dilation=flags, **options)
+    names = [stage[0] for stage in family.stages]
+    halved = [names.index(stage) for stage, flag in zip(family.dilatable, flags or ()) if flag]
+    if last_stride == 1:
+        for path in family.last_downsampling:
+            _keep_resolution(model, path)
+        halved.append(_stage_holding(family.stages, family.last_downsampling[0]))
     stages: list[nn.Module] = []
-    names: list[str] = []
-    channels: list[int] = []
     strides: list[int] = []
     key_map: list[tuple[str, str]] = []
-    for index, spec in enumerate(layout):
-        if spec.whole is not None:
-            stage = _get_submodule(model, spec.whole)
-            key_map.append((f"{spec.whole}.", f"stages.{index}."))
+    for index, (_, modules, _, stride) in enumerate(family.stages):
+        if isinstance(modules, str):
+            stage = _get_submodule(model, modules)
+            key_map.append((f"{modules}.", f"stages.{index}."))
         else:
-            modules: OrderedDict[str, nn.Module] = OrderedDict()
-            for part in spec.parts:
-                if part.ref is None:
-                    if part.module is None:
-                        raise ValueError(f"stage part {part.local!r} needs a module or a ref")
-                    modules[part.local] = part.module
-                else:
-                    modules[part.local] = _get_submodule(model, part.ref)
-                    key_map.append((f"{part.ref}.", f"stages.{index}.{part.local}."))
-            stage = nn.Sequential(modules)
+            parts: OrderedDict[str, nn.Module] = OrderedDict()
+            for path in modules:
+                local = path.removeprefix(family.prefix).replace(".", "")
+                parts[local] = _get_submodule(model, path)
+                key_map.append((f"{path}.", f"stages.{index}.{local}."))
+            stage = nn.Sequential(parts)
         stages.append(stage)
-        names.append(spec.name)
-        channels.append(spec.channels)
-        strides.append(spec.stride)
+        strides.append(stride // 2 ** sum(1 for first in halved if first <= index))
     return Backbone(
         name,
         stages,
         names,
-        channels,
+        [stage[2] for stage in family.stages],
         strides,
         key_map,
-        mean=mean,
-        std=std,
-        head_prefixes=head_prefixes,
-        key_fixups=key_fixups,
+        mean=family.mean,
+        std=family.std,
+        head_prefixes=family.head_prefixes,
+        key_fixups=family.key_fixups,
     )
+
+
+def _stage_holding(stages: Iterable[Stage], path: str) -> int:
+    """Index of the stage whose modules hold the reference module ``path``."""
+    for index, (_, modules, _, _) in enumerate(stages):
+        for own in (modules,) if isinstance(modules, str) else modules:
+            if path == own or path.startswith(own + "."):
+                return index
+    raise RuntimeError(f"no stage holds {path!r}")  # a wrong family table, say where
+
+
+def _keep_resolution(model: nn.Module, path: str) -> None:
+    """Stride 1 for the conv at ``path``; a pooling there is replaced by the identity."""
+    layer = _get_submodule(model, path)
+    if isinstance(layer, nn.Conv2d):
+        layer.stride = (1, 1)
+    else:
+        parent, _, attr = path.rpartition(".")
+        setattr(_get_submodule(model, parent) if parent else model, attr, nn.Identity())
 
 
 def reject_options(name: str, kwargs: Mapping[str, object], allowed: Sequence[str]) -> None:
@@ -280,14 +323,6 @@ def reject_options(name: str, kwargs: Mapping[str, object], allowed: Sequence[st
         raise ModelError(
             f"unknown option(s) {', '.join(unknown)} for backbone {name!r} (accepted: {accepted})"
         )
-
-
-def set_conv_stride(conv: nn.Module, stride: int) -> None:
-    """Set the stride of a conv layer in place (both spatial dimensions)."""
-    if isinstance(conv, nn.Conv2d):
-        conv.stride = (stride, stride)
-    else:  # pragma: no cover - the families only pass convs
-        raise TypeError(f"cannot set the stride of {type(conv).__name__}")
 
 
 def check_last_stride(name: str, last_stride: int) -> None:
@@ -312,6 +347,5 @@ def check_backbone_name(name: object, valid: Iterable[str]) -> str:
     if isinstance(name, str) and name in valid:
         return name
     text = str(name)
-    close = difflib.get_close_matches(text.lower(), valid, n=1, cutoff=0.5)
-    hint = f"; did you mean {close[0]!r}?" if close else ""
+    hint = did_you_mean(text.lower(), valid, cutoff=0.5)
     raise ModelError(f"unknown backbone {text!r}{hint} (valid: {', '.join(valid)})")

@@ -14,10 +14,10 @@ denseblock4  transition3, denseblock4, norm5, ReLU     1024      32
 ===========  ========================================  ========  ======
 
 The last stage ends with ``norm5`` and the ReLU that torchvision's ``forward`` applies
-functionally, so the backbone's output is exactly the map torchvision pools for its classifier
-(which is dropped). ``last_stride=1`` replaces the last downsampling, the average pooling of
-``transition3`` (``features.transition3.pool``), by the identity: 256x128 input then gives a
-16x8 map.
+functionally (registered as ``features.relu5`` to end the stage), so the backbone's output is
+exactly the map torchvision pools for its classifier (which is dropped). ``last_stride=1``
+replaces the last downsampling, the average pooling of ``transition3``
+(``features.transition3.pool``), by the identity: 256x128 input then gives a 16x8 map.
 
 Parameter names are torchvision's with ``features.X`` moved to ``stages.S.X``. The key names of
 torchvision's ImageNet checkpoint predate the ban on dots in module names
@@ -26,23 +26,12 @@ torchvision's ImageNet checkpoint predate the ban on dots in module names
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from typing import Any
 
 import torchvision
 from torch import nn
 
-from attnreid.models.backbones.base import (
-    IMAGENET_MEAN,
-    IMAGENET_STD,
-    Backbone,
-    StagePart,
-    StageSpec,
-    assemble_backbone,
-    check_last_stride,
-    check_no_dilation,
-    reject_options,
-)
+from attnreid.models.backbones.base import Family
 
 # (stage name, modules under ``features``, output channels, output stride)
 _STAGES: tuple[tuple[str, tuple[str, ...], int, int], ...] = (
@@ -50,9 +39,8 @@ _STAGES: tuple[tuple[str, tuple[str, ...], int, int], ...] = (
     ("denseblock1", ("denseblock1",), 256, 4),
     ("denseblock2", ("transition1", "denseblock2"), 512, 8),
     ("denseblock3", ("transition2", "denseblock3"), 1024, 16),
-    ("denseblock4", ("transition3", "denseblock4", "norm5"), 1024, 32),
+    ("denseblock4", ("transition3", "denseblock4", "norm5", "relu5"), 1024, 32),
 )
-_OPTIONS = ("memory_efficient",)
 # torchvision.models.densenet._load_state_dict's pattern ("norm.1" -> "norm1" etc.), extended to
 # the BatchNorm step counters in case a re-saved old checkpoint has them.
 _OLD_KEY_FIXUP = (
@@ -62,39 +50,24 @@ _OLD_KEY_FIXUP = (
 )
 
 
-def build_densenet121(
-    name: str = "densenet121",
-    *,
-    last_stride: int = 2,
-    dilation: bool | Sequence[bool] = False,
-    init_weights: bool = True,
-    **kwargs: Any,
-) -> Backbone:
-    """Build the DenseNet-121 backbone (randomly initialised the torchvision way).
+def _make(*, init_weights: bool, dilation: None, **options: Any) -> nn.Module:
+    del init_weights, dilation  # torchvision always initialises (randomly, its own way)
+    model = torchvision.models.densenet121(weights=None, **options)
+    # torchvision's forward applies this ReLU functionally; as a module it can end the stage
+    model.features.add_module("relu5", nn.ReLU(inplace=True))
+    return model
 
-    ``memory_efficient=True`` (gradient checkpointing inside dense layers) is passed on.
-    """
-    del init_weights  # torchvision always initialises
-    reject_options(name, kwargs, _OPTIONS)
-    check_last_stride(name, last_stride)
-    check_no_dilation(name, dilation)
-    model = torchvision.models.densenet121(weights=None, **kwargs)
-    if last_stride == 1:
-        model.features.transition3.pool = nn.Identity()
-    layout = []
-    for stage_name, paths, channels, stride in _STAGES:
-        parts = [StagePart(path, f"features.{path}") for path in paths]
-        if stage_name == "denseblock4":
-            parts.append(StagePart("relu5", None, nn.ReLU(inplace=True)))
-            if last_stride == 1:
-                stride //= 2
-        layout.append(StageSpec(stage_name, channels, stride, parts=tuple(parts)))
-    return assemble_backbone(
-        name,
-        model,
-        layout,
-        mean=IMAGENET_MEAN,
-        std=IMAGENET_STD,
-        head_prefixes=("classifier.",),
-        key_fixups=(_OLD_KEY_FIXUP,),
-    )
+
+#: ``memory_efficient=True`` (gradient checkpointing inside dense layers) is passed on.
+DENSENET121 = Family(
+    make=_make,
+    stages=tuple(
+        (stage, tuple(f"features.{path}" for path in paths), channels, stride)
+        for stage, paths, channels, stride in _STAGES
+    ),
+    options=("memory_efficient",),
+    prefix="features.",
+    last_downsampling=("features.transition3.pool",),
+    head_prefixes=("classifier.",),
+    key_fixups=(_OLD_KEY_FIXUP,),
+)

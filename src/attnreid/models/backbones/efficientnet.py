@@ -29,25 +29,14 @@ Two weight layouts are accepted: timm's, and that of lukemelas/EfficientNet-PyTo
 from __future__ import annotations
 
 import functools
-from collections.abc import Mapping, Sequence
-from typing import Any
+from collections.abc import Mapping
 
 import timm
 import torch
 from torch import Tensor
 
 from attnreid.errors import ModelError
-from attnreid.models.backbones.base import (
-    HALF_MEAN_STD,
-    Backbone,
-    StagePart,
-    StageSpec,
-    assemble_backbone,
-    check_last_stride,
-    check_no_dilation,
-    reject_options,
-    set_conv_stride,
-)
+from attnreid.models.backbones.base import HALF_MEAN_STD, Family
 
 TIMM_NAME = "tf_efficientnet_lite0"
 # (stage name, timm module paths, output channels, output stride)
@@ -58,39 +47,21 @@ _STAGES: tuple[tuple[str, tuple[str, ...], int, int], ...] = (
     ("stage3", ("blocks.3", "blocks.4"), 112, 16),
     ("stage4", ("blocks.5", "blocks.6", "conv_head", "bn2"), 1280, 32),
 )
-_OPTIONS = ("drop_path_rate",)
 _LUKEMELAS_HEAD = "_fc."
 _TIMM_HEAD = "classifier."
-
-
-def build_efficientnet_lite0(
-    name: str = "efficientnet_lite0",
-    *,
-    last_stride: int = 2,
-    dilation: bool | Sequence[bool] = False,
-    init_weights: bool = True,
-    **kwargs: Any,
-) -> Backbone:
-    """Build the EfficientNet-Lite0 backbone (randomly initialised the timm way).
-
-    ``drop_path_rate`` (stochastic depth) is passed to timm.
-    """
-    del init_weights  # timm always initialises; cheap for this network
-    reject_options(name, kwargs, _OPTIONS)
-    check_last_stride(name, last_stride)
-    check_no_dilation(name, dilation)
-    model = timm.create_model(TIMM_NAME, pretrained=False, num_classes=0, **kwargs)
-    if last_stride == 1:
-        set_conv_stride(model.blocks[5][0].conv_dw, 1)
-    layout = []
-    for stage_name, paths, channels, stride in _STAGES:
-        if last_stride == 1 and stage_name == "stage4":
-            stride //= 2
-        parts = tuple(StagePart(path.replace(".", ""), path) for path in paths)
-        layout.append(StageSpec(stage_name, channels, stride, parts=parts))
-    return assemble_backbone(
-        name, model, layout, mean=HALF_MEAN_STD, std=HALF_MEAN_STD, head_prefixes=(_TIMM_HEAD,)
-    )
+#: Randomly initialised the timm way, always (cheap for this network); ``drop_path_rate``
+#: (stochastic depth) is passed to timm.
+EFFICIENTNET_LITE0 = Family(
+    make=lambda init_weights, dilation, **options: timm.create_model(
+        TIMM_NAME, pretrained=False, num_classes=0, **options
+    ),
+    stages=_STAGES,
+    options=("drop_path_rate",),
+    last_downsampling=("blocks.5.0.conv_dw",),
+    mean=HALF_MEAN_STD,
+    std=HALF_MEAN_STD,
+    head_prefixes=(_TIMM_HEAD,),
+)
 
 
 def is_lukemelas_layout(state: Mapping[str, Tensor]) -> bool:

@@ -37,22 +37,9 @@ this backbone, pretrained or not (so a run from scratch has the same architectur
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Any
-
 import torchvision
-from torch import nn
 
-from attnreid.models.backbones.base import (
-    HALF_MEAN_STD,
-    Backbone,
-    StagePart,
-    StageSpec,
-    assemble_backbone,
-    check_last_stride,
-    check_no_dilation,
-    reject_options,
-)
+from attnreid.models.backbones.base import HALF_MEAN_STD, Family
 
 # (stage name, torchvision modules, output channels, output stride)
 _STAGES: tuple[tuple[str, tuple[str, ...], int, int], ...] = (
@@ -66,41 +53,15 @@ _STAGES: tuple[tuple[str, tuple[str, ...], int, int], ...] = (
     ),
     ("inception5", ("maxpool4", "inception5a", "inception5b"), 1024, 32),
 )
-_OPTIONS: tuple[str, ...] = ()
-
-
-def build_googlenet(
-    name: str = "googlenet",
-    *,
-    last_stride: int = 2,
-    dilation: bool | Sequence[bool] = False,
-    init_weights: bool = True,
-    **kwargs: Any,
-) -> Backbone:
-    """Build the GoogLeNet backbone.
-
-    With ``init_weights=True`` the convs get torchvision's truncated-normal initialisation;
-    ``False`` (used when pretrained weights are loaded anyway) skips it.
-    """
-    reject_options(name, kwargs, _OPTIONS)
-    check_last_stride(name, last_stride)
-    check_no_dilation(name, dilation)
-    model = torchvision.models.googlenet(
+#: ``init_weights=True``: the convs get torchvision's truncated-normal initialisation;
+#: ``False`` (used when pretrained weights are loaded anyway) skips it.
+GOOGLENET = Family(
+    make=lambda init_weights, dilation: torchvision.models.googlenet(
         weights=None, aux_logits=False, transform_input=False, init_weights=init_weights
-    )
-    if last_stride == 1:
-        model.maxpool4 = nn.Identity()
-    layout = []
-    for stage_name, paths, channels, stride in _STAGES:
-        if last_stride == 1 and stage_name == "inception5":
-            stride //= 2
-        parts = tuple(StagePart(path, path) for path in paths)
-        layout.append(StageSpec(stage_name, channels, stride, parts=parts))
-    return assemble_backbone(
-        name,
-        model,
-        layout,
-        mean=HALF_MEAN_STD,
-        std=HALF_MEAN_STD,
-        head_prefixes=("fc.", "aux1.", "aux2."),
-    )
+    ),
+    stages=_STAGES,
+    last_downsampling=("maxpool4",),
+    mean=HALF_MEAN_STD,
+    std=HALF_MEAN_STD,
+    head_prefixes=("fc.", "aux1.", "aux2."),
+)

@@ -26,25 +26,13 @@ residual block's convs and norms are flat siblings (``features.N.conv.0`` .. ``c
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping, Sequence
-from typing import Any
+from collections.abc import Mapping
 
 import torchvision
 from torch import Tensor
 
 from attnreid.errors import ModelError
-from attnreid.models.backbones.base import (
-    IMAGENET_MEAN,
-    IMAGENET_STD,
-    Backbone,
-    StagePart,
-    StageSpec,
-    assemble_backbone,
-    check_last_stride,
-    check_no_dilation,
-    reject_options,
-    set_conv_stride,
-)
+from attnreid.models.backbones.base import Family
 
 # (stage name, first and last index into ``features``, output channels, output stride)
 _STAGES: tuple[tuple[str, int, int, int, int], ...] = (
@@ -54,8 +42,18 @@ _STAGES: tuple[tuple[str, int, int, int, int], ...] = (
     ("stage3", 7, 13, 96, 16),
     ("stage4", 14, 18, 1280, 32),
 )
-_LAST_DOWNSAMPLING = 14  # features.14: 96 -> 160 channels, stride 2
-_OPTIONS: tuple[str, ...] = ()
+#: Randomly initialised the torchvision way, always (cheap for this network).
+MOBILENET_V2 = Family(
+    make=lambda init_weights, dilation: torchvision.models.mobilenet_v2(weights=None),
+    stages=tuple(
+        (stage, tuple(f"features.{i}" for i in range(first, last + 1)), channels, stride)
+        for stage, first, last, channels, stride in _STAGES
+    ),
+    prefix="features.",
+    # the depthwise 3x3 conv of features.14 (96 -> 160 channels, stride 2)
+    last_downsampling=("features.14.conv.1.0",),
+    head_prefixes=("classifier.",),
+)
 
 # Old layout: expanding blocks are [pw conv, bn, relu6, dw conv, bn, relu6, pwl conv, bn] and
 # the non-expanding first block is [dw conv, bn, relu6, pwl conv, bn]; torchvision now groups
@@ -63,33 +61,6 @@ _OPTIONS: tuple[str, ...] = ()
 _LEGACY_EXPAND = {"0": "0.0", "1": "0.1", "3": "1.0", "4": "1.1", "6": "2", "7": "3"}
 _LEGACY_NO_EXPAND = {"0": "0.0", "1": "0.1", "3": "1", "4": "2"}
 _LEGACY_KEY = re.compile(r"^features\.(\d+)\.conv\.(\d)\.(.+)$")
-
-
-def build_mobilenet_v2(
-    name: str = "mobilenet_v2",
-    *,
-    last_stride: int = 2,
-    dilation: bool | Sequence[bool] = False,
-    init_weights: bool = True,
-    **kwargs: Any,
-) -> Backbone:
-    """Build the MobileNetV2 backbone (randomly initialised the torchvision way)."""
-    del init_weights  # torchvision always initialises; cheap for this network
-    reject_options(name, kwargs, _OPTIONS)
-    check_last_stride(name, last_stride)
-    check_no_dilation(name, dilation)
-    model = torchvision.models.mobilenet_v2(weights=None, **kwargs)
-    if last_stride == 1:
-        set_conv_stride(model.features[_LAST_DOWNSAMPLING].conv[1][0], 1)
-    layout = []
-    for stage_name, first, last, channels, stride in _STAGES:
-        if last_stride == 1 and stage_name == "stage4":
-            stride //= 2
-        parts = tuple(StagePart(str(i), f"features.{i}") for i in range(first, last + 1))
-        layout.append(StageSpec(stage_name, channels, stride, parts=parts))
-    return assemble_backbone(
-        name, model, layout, mean=IMAGENET_MEAN, std=IMAGENET_STD, head_prefixes=("classifier.",)
-    )
 
 
 def is_legacy_layout(state: Mapping[str, Tensor]) -> bool:

@@ -56,22 +56,11 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from collections.abc import Sequence
-from typing import Any
 
 from torch import Tensor, nn
 
 from attnreid.errors import ModelError
-from attnreid.models.backbones.base import (
-    IMAGENET_MEAN,
-    IMAGENET_STD,
-    Backbone,
-    StagePart,
-    StageSpec,
-    assemble_backbone,
-    check_last_stride,
-    check_no_dilation,
-    reject_options,
-)
+from attnreid.models.backbones.base import Family
 
 #: Width multiplier of each registered OSNet.
 OSNET_WIDTHS: dict[str, float] = {
@@ -93,7 +82,6 @@ _BLOCKS_PER_STAGE = 2
 _STREAMS = 4  # T in the paper
 _BOTTLENECK = 4  # the block's 1x1 reduction
 _GATE_REDUCTION = 16
-_OPTIONS: tuple[str, ...] = ()
 
 
 def osnet_channels(name: str) -> tuple[int, int, int, int]:
@@ -200,7 +188,7 @@ def _stage(cin: int, cout: int, downsample: bool) -> nn.Sequential:
 
 class OSNetTrunk(nn.Module):
     """The convolutional part of OSNet with torchreid's module names (``conv1`` .. ``conv5``);
-    :func:`build_osnet` cuts it into the stages of a :class:`Backbone`."""
+    :func:`osnet_family` cuts it into the stages of a :class:`Backbone`."""
 
     def __init__(self, channels: Sequence[int]) -> None:
         super().__init__()
@@ -231,45 +219,22 @@ def init_osnet(module: nn.Module) -> None:
                 nn.init.zeros_(m.bias)
 
 
-def build_osnet(
-    name: str,
-    *,
-    last_stride: int = 2,
-    dilation: bool | Sequence[bool] = False,
-    init_weights: bool = True,
-    **kwargs: Any,
-) -> Backbone:
-    """Build the OSNet backbone ``name`` (``osnet_x1_0`` .. ``osnet_x0_25``).
-
-    ``last_stride=2`` is the published network (final stride 16); ``last_stride=1`` drops the
-    average pool of ``conv3``'s transition (final stride 8). ``init_weights`` is accepted for
-    uniformity; the initialisation is cheap and always done.
-    """
-    del init_weights
+def osnet_family(name: str) -> Family:
+    """The OSNet backbone ``name`` (``osnet_x1_0`` .. ``osnet_x0_25``), initialised (always:
+    cheap). ``last_stride=2`` is the published network (final stride 16); ``last_stride=1``
+    drops the average pool of ``conv3``'s transition (final stride 8)."""
     channels = osnet_channels(name)
-    reject_options(name, kwargs, _OPTIONS)
-    check_last_stride(name, last_stride)
-    check_no_dilation(name, dilation)
-    trunk = OSNetTrunk(channels)
-    if last_stride == 1:
-        transition = trunk.conv3[-1]
-        transition[1] = nn.Identity()  # the 2x2 average pool; no parameters
-    final = 16 if last_stride == 2 else 8
     c1, c2, c3, c4 = channels
-    layout = [
-        StageSpec(
-            "stem", c1, 4, parts=(StagePart("conv1", "conv1"), StagePart("maxpool", "maxpool"))
+    return Family(
+        make=lambda init_weights, dilation: OSNetTrunk(channels),
+        stages=(
+            ("stem", ("conv1", "maxpool"), c1, 4),
+            ("conv2", "conv2", c2, 8),
+            ("conv3", "conv3", c3, 16),
+            ("conv4", "conv4", c4, 16),
+            ("conv5", "conv5", c4, 16),
         ),
-        StageSpec("conv2", c2, 8, whole="conv2"),
-        StageSpec("conv3", c3, final, whole="conv3"),
-        StageSpec("conv4", c4, final, whole="conv4"),
-        StageSpec("conv5", c4, final, whole="conv5"),
-    ]
-    return assemble_backbone(
-        name,
-        trunk,
-        layout,
-        mean=IMAGENET_MEAN,
-        std=IMAGENET_STD,
+        # the 2x2 average pool of conv3's transition (after its blocks); no parameters
+        last_downsampling=(f"conv3.{_BLOCKS_PER_STAGE}.1",),
         head_prefixes=("fc.", "classifier."),
     )

@@ -3,36 +3,36 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
-from attnreid.models.backbones.base import Backbone, check_backbone_name
-from attnreid.models.backbones.densenet import build_densenet121
-from attnreid.models.backbones.efficientnet import build_efficientnet_lite0
-from attnreid.models.backbones.googlenet import build_googlenet
-from attnreid.models.backbones.mobilenet import build_mobilenet_v2
-from attnreid.models.backbones.osnet import OSNET_NAMES, build_osnet
-from attnreid.models.backbones.resnet import RESNET_NAMES, build_resnet
+from attnreid.models.backbones.base import Backbone, Family, assemble_backbone, check_backbone_name
+from attnreid.models.backbones.densenet import DENSENET121
+from attnreid.models.backbones.efficientnet import EFFICIENTNET_LITE0
+from attnreid.models.backbones.googlenet import GOOGLENET
+from attnreid.models.backbones.mobilenet import MOBILENET_V2
+from attnreid.models.backbones.osnet import OSNET_NAMES, osnet_family
+from attnreid.models.backbones.resnet import RESNET_NAMES, resnet_family
 from attnreid.models.backbones.weights import (
     IMAGENET_SOURCES,
     resolve_pretrained_with_source,
     wants_no_weights,
 )
 
-_BUILDERS: dict[str, Callable[..., Backbone]] = {
-    **{name: build_resnet for name in RESNET_NAMES},
-    "mobilenet_v2": build_mobilenet_v2,
-    "efficientnet_lite0": build_efficientnet_lite0,
-    "densenet121": build_densenet121,
-    "googlenet": build_googlenet,
-    **{name: build_osnet for name in OSNET_NAMES},
+_FAMILIES: dict[str, Family] = {
+    **{name: resnet_family(name) for name in RESNET_NAMES},
+    "mobilenet_v2": MOBILENET_V2,
+    "efficientnet_lite0": EFFICIENTNET_LITE0,
+    "densenet121": DENSENET121,
+    "googlenet": GOOGLENET,
+    **{name: osnet_family(name) for name in OSNET_NAMES},
 }
-assert set(_BUILDERS) == set(IMAGENET_SOURCES), "every backbone needs an ImageNet source"
+assert set(_FAMILIES) == set(IMAGENET_SOURCES), "every backbone needs an ImageNet source"
 
 
 def list_backbones() -> list[str]:
     """Names accepted by :func:`build_backbone`, sorted."""
-    return sorted(_BUILDERS)
+    return sorted(_FAMILIES)
 
 
 def build_backbone(
@@ -62,15 +62,16 @@ def build_backbone(
         ModelError: unknown name or option, contradictory options, missing / unreadable /
             ill-fitting weights, or ImageNet weights that are neither cached nor downloadable.
     """
-    check_backbone_name(name, _BUILDERS)
+    check_backbone_name(name, _FAMILIES)
     # Build first so that a bad option is reported before any file is read or downloaded;
     # initialisation is skipped where it is costly and weights will overwrite it.
-    backbone = _BUILDERS[name](
+    backbone = assemble_backbone(
         name,
+        _FAMILIES[name],
         last_stride=last_stride,
         dilation=dilation,
         init_weights=wants_no_weights(pretrained),
-        **kwargs,
+        options=kwargs,
     )
     state, source = resolve_pretrained_with_source(name, pretrained)
     if state is not None:

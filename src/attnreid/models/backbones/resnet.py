@@ -23,26 +23,14 @@ Parameter names are torchvision's with ``conv1``/``bn1`` moved under ``stages.0`
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
 
 import torchvision
 
 from attnreid.errors import ModelError
-from attnreid.models.backbones.base import (
-    IMAGENET_MEAN,
-    IMAGENET_STD,
-    Backbone,
-    StagePart,
-    StageSpec,
-    assemble_backbone,
-    check_last_stride,
-    reject_options,
-    set_conv_stride,
-)
+from attnreid.models.backbones.base import Family
 
 RESNET_NAMES: tuple[str, ...] = ("resnet18", "resnet34", "resnet50", "resnet101", "resnet152")
 _BASIC_BLOCK_NAMES = frozenset({"resnet18", "resnet34"})
-_OPTIONS = ("zero_init_residual",)
 
 
 def resolve_dilation(name: str, dilation: bool | Sequence[bool]) -> list[bool]:
@@ -62,24 +50,9 @@ def resolve_dilation(name: str, dilation: bool | Sequence[bool]) -> list[bool]:
     return flags
 
 
-def build_resnet(
-    name: str,
-    *,
-    last_stride: int = 2,
-    dilation: bool | Sequence[bool] = False,
-    init_weights: bool = True,
-    **kwargs: Any,
-) -> Backbone:
-    """Build the ResNet backbone ``name`` (randomly initialised the torchvision way).
-
-    ``init_weights`` is accepted for uniformity with the other families; torchvision always
-    initialises ResNets, which is cheap.
-    """
-    del init_weights
-    if name not in RESNET_NAMES:
-        raise ModelError(f"{name!r} is not a resnet backbone ({', '.join(RESNET_NAMES)})")
-    reject_options(name, kwargs, _OPTIONS)
-    check_last_stride(name, last_stride)
+def _check_dilation(name: str, dilation: bool | Sequence[bool], last_stride: int) -> list[bool]:
+    """:func:`resolve_dilation`, refusing what torchvision cannot build or what contradicts
+    ``last_stride``."""
     replace = resolve_dilation(name, dilation)
     if any(replace) and name in _BASIC_BLOCK_NAMES:
         raise ModelError(
@@ -91,43 +64,31 @@ def build_resnet(
             f"last_stride=1 contradicts dilation={replace} for {name}: both set how layer4 keeps "
             "its resolution (stride 1 without / with dilation); pass only one of them"
         )
+    return replace
 
-    model = getattr(torchvision.models, name)(
-        weights=None, replace_stride_with_dilation=replace, **kwargs
-    )
-    if last_stride == 1:
-        first = model.layer4[0]
-        strided = (
-            first.conv2 if isinstance(first, torchvision.models.resnet.Bottleneck) else first.conv1
-        )
-        set_conv_stride(strided, 1)
-        first.stride = 1
-        if first.downsample is not None:
-            set_conv_stride(first.downsample[0], 1)
 
-    expansion = 4 if name not in _BASIC_BLOCK_NAMES else 1
-    strides = [4, 4]  # stem and layer1
-    for dilate in replace:  # layer2..layer4 halve the map unless dilated
-        strides.append(strides[-1] * (1 if dilate else 2))
-    if last_stride == 1:
-        strides[4] = strides[3]
-    layout = [
-        StageSpec(
-            "stem",
-            64,
-            4,
-            parts=(
-                StagePart("conv1", "conv1"),
-                StagePart("bn1", "bn1"),
-                StagePart("relu", "relu"),
-                StagePart("maxpool", "maxpool"),
+def resnet_family(name: str) -> Family:
+    """The ResNet backbone ``name``, randomly initialised the torchvision way (always: cheap)."""
+    if name not in RESNET_NAMES:
+        raise ModelError(f"{name!r} is not a resnet backbone ({', '.join(RESNET_NAMES)})")
+    basic = name in _BASIC_BLOCK_NAMES
+    expansion = 1 if basic else 4
+    strided = "layer4.0.conv1" if basic else "layer4.0.conv2"  # the block's strided 3x3 conv
+    return Family(
+        make=lambda init_weights, dilation, **options: getattr(torchvision.models, name)(
+            weights=None, replace_stride_with_dilation=dilation, **options
+        ),
+        stages=(
+            ("stem", ("conv1", "bn1", "relu", "maxpool"), 64, 4),
+            *(
+                (f"layer{i}", f"layer{i}", width * expansion, stride)
+                for i, width, stride in zip(range(1, 5), (64, 128, 256, 512), (4, 8, 16, 32))
             ),
         ),
-        *(
-            StageSpec(f"layer{i}", width * expansion, strides[i], whole=f"layer{i}")
-            for i, width in zip(range(1, 5), (64, 128, 256, 512))
-        ),
-    ]
-    return assemble_backbone(
-        name, model, layout, mean=IMAGENET_MEAN, std=IMAGENET_STD, head_prefixes=("fc.",)
+        options=("zero_init_residual",),
+        # layer4's first block: its strided 3x3 conv and the 1x1 conv of its shortcut
+        last_downsampling=(strided, "layer4.0.downsample.0"),
+        resolve_dilation=_check_dilation,
+        dilatable=("layer2", "layer3", "layer4"),
+        head_prefixes=("fc.",),
     )

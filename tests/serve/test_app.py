@@ -1,0 +1,237 @@
+"""The search service's JSON API, against rankings computed independently of it."""
+
+from __future__ import annotations
+
+import struct
+import zlib
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from fastapi.testclient import TestClient
+from PIL import Image
+
+from attnreid.cli.main import main
+from attnreid.errors import AttnReidError
+from attnreid.retrieval import GalleryIndex
+from attnreid.retrieval.extractor import FeatureExtractor
+from attnreid.serve import GalleryStore, Verdicts, create_app
+from tests.retrieval.helpers import fake_checkpoint
+
+
+@pytest.fixture(scope="module")
+def served(tiny_synth: Path, tmp_path_factory: pytest.TempPathFactory):
+    """A gallery index of the tiny synthetic gallery and the features of every file."""
+    tmp = tmp_path_factory.mktemp("serve")
+    ckpt = fake_checkpoint(tmp / "m.ckpt", tiny_synth)
+    gallery = tiny_synth / "bounding_box_test"
+    assert (
+        main(
+            [
+                "index",
+                "build",
+                "--checkpoint",
+                str(ckpt),
+                "--folder",
+                str(gallery),
+                "-o",
+                str(tmp / "g.index"),
+            ]
+        )
+        == 0
+    )
+    extractor = FeatureExtractor.load(ckpt)
+    return tmp / "g.index", extractor
+
+
+@pytest.fixture
+def client(served, tmp_path):
+    index_file, extractor = served
+    copy = tmp_path / "g.index"  # each test may add crops: its own copy of the index
+    copy.write_bytes(index_file.read_bytes())
+    store = GalleryStore(copy)
+    app = create_app(
+        store, extractor, Verdicts(max_distance=1e-3), max_upload=200_000, max_pixels=1_000_000
+    )
+    return TestClient(app), store, extractor
+
+
+def _ranking(store: GalleryStore, extractor: FeatureExtractor, image: Path) -> list[int]:
+    """Item ids by squared euclidean distance to the image, computed here with numpy."""
+    paths = store.index.paths
+    feats = extractor([Image.open(p).convert("RGB") for p in paths])
+    q = extractor([Image.open(image).convert("RGB")])[0]
+    d = ((feats - q) ** 2).sum(1)
+    return [int(i) for i in np.argsort(d, kind="stable")]
+
+
+def _post(client: TestClient, path: str, image: Path | bytes | None = None, name="q.jpg", **form):
+    files = None
+    if image is not None:
+        data = image.read_bytes() if isinstance(image, Path) else image
+        files = {"image": (name, data, "application/octet-stream")}
+    return client.post(path, files=files, data={k: str(v) for k, v in form.items()})
+
+
+def test_search_ranks_as_numpy_and_pages(client):
+    http, store, extractor = client
+    query = sorted((Path(store.index.paths[0]).parent.parent / "query").iterdir())[0]
+    expected = _ranking(store, extractor, query)
+    got = _post(http, "/api/search", query, top=5).json()
+    assert got["total"] == len(store) and [r["id"] for r in got["results"]] == expected[:5]
+    page2 = _post(http, "/api/search", query, top=5, offset=5).json()
+    assert [r["id"] for r in page2["results"]] == expected[5:10]
+    assert [r["rank"] for r in page2["results"]] == list(range(6, 11))
+    assert all("path" not in r for r in got["results"])  # no server path is shown
+
+
+def test_gallery_crop_as_query_finds_its_own_sightings(client):
+    http, store, extractor = client
+    crop = 3
+    expected = [i for i in _ranking(store, extractor, Path(store.index.paths[crop])) if i != crop]
+    got = _post(http, "/api/search", crop_id=crop, top=6).json()
+    assert got["query"]["crop"]["id"] == crop
+    assert [r["id"] for r in got["results"]] == expected[:6]
+    assert got["total"] == len(store) - 1
+
+
+def test_camera_and_time_filters(client):
+    http, store, extractor = client
+    m = store.index.meta
+    query = Path(store.index.paths[0])
+    cams = sorted({int(c) for c in m.camids})[:2]
+    lo, hi = np.nanpercentile(m.times, [20, 80])
+    keep = np.isin(m.camids, cams) & (m.times >= lo) & (m.times <= hi)
+    expected = [i for i in _ranking(store, extractor, query) if keep[i]]
+    got = _post(
+        http,
+        "/api/search",
+        query,
+        top=100,
+        cameras=",".join(str(c + 1) for c in cams),
+        time_from=lo,
+        time_to=hi,
+    ).json()
+    assert got["total"] == int(keep.sum()) and [r["id"] for r in got["results"]] == expected
+    assert {r["camera"] for r in got["results"]} <= {c + 1 for c in cams}
+
+
+def test_added_crop_is_saved_and_found(client, tiny_synth):
+    http, store, _ = client
+    new = sorted((tiny_synth / "query").iterdir())[-1]
+    n = len(store)
+    added = _post(http, "/api/crops", new, name=new.name, camera=2, time=12.5).json()
+    assert (added["id"], added["camera"], added["time"]) == (n, 2, 12.5)
+    on_disk = GalleryIndex.load(store.path)  # acknowledged = written
+    assert len(on_disk) == n + 1 and Path(on_disk.paths[n]).read_bytes() == new.read_bytes()
+    top = _post(http, "/api/search", new, top=1).json()["results"][0]
+    assert top["id"] == n and top["distance"] == pytest.approx(0, abs=1e-4)
+    assert top["verdict"] == "match"  # max distance 1e-3
+    assert http.get(f"/api/crops/{n}/image").content == new.read_bytes()
+
+
+def test_concurrent_uploads_lose_nothing(client, tiny_synth):
+    http, store, _ = client
+    n = len(store)
+    files = sorted((tiny_synth / "bounding_box_train").iterdir())[:12]
+    with ThreadPoolExecutor(6) as pool:
+        ids = list(
+            pool.map(lambda f: _post(http, "/api/crops", f, name=f.name).json()["id"], files)
+        )
+    assert sorted(ids) == list(range(n, n + 12))
+    on_disk = GalleryIndex.load(store.path)
+    names = {Path(p).read_bytes() for p in on_disk.paths[n:]}
+    assert len(on_disk) == n + 12 and names == {f.read_bytes() for f in files}
+
+
+def _png_header(width: int, height: int) -> bytes:
+    """A PNG whose header claims ``width x height`` pixels (a decompression bomb's header)."""
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return (
+            struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+        )
+
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    idat = zlib.compress(b"\x00" * 64)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", idat) + chunk(b"IEND", b"")
+
+
+@pytest.mark.parametrize(
+    ("request_", "status", "error"),
+    [
+        (("/api/search", b"hello", {}), 400, "not an image (cannot identify its format): q.jpg"),
+        (("/api/search", None, {}), 400, "the form has no 'image' file"),
+        (
+            ("/api/search", _png_header(2000, 1000), {}),
+            400,
+            "image q.jpg has 2000x1000 pixels, more than the 1,000,000 allowed",
+        ),
+        (
+            ("/api/search", _png_header(30000, 30000), {}),
+            400,
+            "image q.jpg has more than 178,956,970 pixels: refused as a possible decompression",
+        ),
+        (("/api/search", None, {"crop_id": 10**6}), 404, "no crop 1000000 (the gallery has"),
+        (("/api/search", None, {"crop_id": "x"}), 400, "crop_id must be an integer, got 'x'"),
+        (("/api/search", None, {"crop_id": 1, "top": 0}), 400, "top must be at least 1, got 0"),
+        (
+            ("/api/search", None, {"crop_id": 1, "cameras": "a"}),
+            400,
+            "cameras must be numbers separated by commas, got 'a'",
+        ),
+        (("/api/crops", b"\0" * 300_000, {}), 413, "request of"),
+    ],
+)
+def test_bad_requests_are_one_line_4xx(client, request_, status, error):
+    http, store, _ = client
+    n = len(store)
+    path, image, form = request_
+    res = _post(http, path, image, **form)
+    assert res.status_code == status and res.json()["error"].startswith(error), res.json()
+    assert "\n" not in res.json()["error"] and len(GalleryIndex.load(store.path)) == n
+
+
+def test_only_indexed_images_are_served(client):
+    http, store, _ = client
+    assert http.get(f"/api/crops/{len(store)}/image").status_code == 404
+    res = http.get("/api/crops/..%2F..%2Fetc%2Fpasswd/image")
+    assert (res.status_code, res.json()) == (404, {"error": "Not Found"})
+    res = http.get("/api/crops/abc/image")
+    assert res.status_code == 422 and res.json()["error"].startswith("item_id: ")
+    assert http.get("/static/..%2Fstore.py").status_code == 404
+
+
+def test_verdicts_from_thresholds():
+    v = Verdicts({"0.01": 2.0, "0.001": 1.0, "0.0001": 0.5}, fmr=1e-3)
+    assert [v(d) for d in (0.4, 1.0, 1.5, 2.0, 2.1)] == [
+        "match",
+        "match",
+        "possible",
+        "possible",
+        "no match",
+    ]
+    assert not Verdicts() and Verdicts(max_distance=3.0)(3.0) == "match"
+    with pytest.raises(AttnReidError, match=r"no calibrated threshold for FMR 0.05"):
+        Verdicts({"0.01": 2.0}, fmr=0.05)
+
+
+def test_feature_extractor_matches_files_in_every_input_form(served, tiny_synth):
+    from attnreid.retrieval import extract_crops
+
+    _, extractor = served
+    files = sorted((tiny_synth / "query").iterdir())[:5]
+    ref = extract_crops(extractor.model, extractor.config, files).numpy()
+    rgb = [np.array(Image.open(f).convert("RGB")) for f in files]
+    for crops, channels in [
+        (rgb, "RGB"),
+        ([a[:, :, ::-1] for a in rgb], "BGR"),
+        ([Image.open(f) for f in files], "RGB"),
+        ([torch.from_numpy(a).permute(2, 0, 1) for a in rgb], "RGB"),
+        ([torch.from_numpy(a).permute(2, 0, 1) / 255.0 for a in rgb], "RGB"),
+    ]:
+        np.testing.assert_allclose(extractor(crops, channels=channels), ref, atol=1e-5)
+    same_size = [a for a in rgb if a.shape == rgb[0].shape]
+    np.testing.assert_allclose(extractor(np.stack(same_size)), ref[: len(same_size)], atol=1e-5)
