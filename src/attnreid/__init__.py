@@ -23,6 +23,7 @@ _LAZY = {
     "load_model_from_checkpoint": "attnreid.engine.checkpoint",
     "list_models": "attnreid.models",
     "evaluate": "attnreid.evaluation",
+    "FeatureExtractor": "attnreid.retrieval.extractor",
     "evaluate_rank": "attnreid.evaluation",
     "load_config": "attnreid.config",
     "train": "attnreid.engine.train",

@@ -131,6 +131,7 @@ DEFAULTS: dict[str, Any] = {
         "rerank_k1": 20,
         "rerank_k2": 6,
         "rerank_lambda": 0.3,
+        "fmrs": [1.0e-2, 1.0e-3, 1.0e-4],  # verification: TPR at these FPRs ([]: none)
         "targets": [],  # attnreid eval: test sets, one row each ([]: the training data's)
     },
 }

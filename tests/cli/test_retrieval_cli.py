@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from attnreid.cli.main import main
 from attnreid.evaluation.features import load_features
@@ -135,3 +136,26 @@ def test_eval_rerank_equals_the_oracle(setup, capsys, tmp_path):
     assert got["rank1"] == pytest.approx(ref.rank(1))
     assert main(["eval", "--checkpoint", str(ckpt), "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["mAP"] != got["mAP"]
+
+
+def test_export_int8(setup, capsys, tmp_path):
+    """INT8: QDQ nodes in the graph, calibrated on the training crops, metadata kept, and
+    features that still point where the float model's do."""
+    import onnx
+
+    from attnreid.retrieval import OnnxModel
+
+    _tmp, ckpt = setup
+    fp32, int8 = tmp_path / "f.onnx", tmp_path / "q.onnx"
+    assert main(["export", "onnx", "--checkpoint", str(ckpt), "-o", str(fp32)]) == 0
+    argv = ["export", "onnx", "--checkpoint", str(ckpt), "-o", str(int8), "--int8"]
+    assert main([*argv, "--calibration-crops", "16"]) == 0
+    assert "INT8 model resnet18" in capsys.readouterr().out
+    ops = {n.op_type for n in onnx.load(str(int8)).graph.node}
+    assert {"QuantizeLinear", "DequantizeLinear"} <= ops
+    q, f = OnnxModel(int8), OnnxModel(fp32)
+    assert q.metadata["precision"] == "int8" and q.model_name == f.model_name
+    x = torch.rand(6, 3, 64, 32) * 255
+    a, b = f(x), q(x)
+    cos = torch.nn.functional.cosine_similarity(a, b, dim=1)
+    assert float(cos.min()) > 0.95, cos  # a broken quantisation gives unrelated features

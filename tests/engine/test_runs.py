@@ -29,6 +29,15 @@ def test_measure_latency_reports_positive_times():
     assert (lat.height, lat.width, lat.batch) == (32, 16, 1) and lat.peak_mem_mb > 0
 
 
+def test_params_and_flops_equal_the_hand_count():
+    """A 3x3 convolution 3 -> 4 channels on 32x16 (no padding): 4 x 30 x 14 outputs, each
+    27 multiply-adds, 2 FLOPs each; the count is per image whatever the batch."""
+    for batch in (1, 3):
+        lat = measure_latency(torch.nn.Conv2d(3, 4, 3), 32, 16, batch=batch, repeats=1, warmup=0)
+        assert lat.gflops * 1e9 == pytest.approx(2 * 4 * 30 * 14 * 27)
+        assert lat.params_m * 1e6 == pytest.approx(4 * 27 + 4)
+
+
 
 def test_measure_latencies_interleaves_models_and_uses_each_size():
     calls: list[tuple[str, tuple[int, ...]]] = []
@@ -45,8 +54,9 @@ def test_measure_latencies_interleaves_models_and_uses_each_size():
     lats = measure_latencies(
         [Probe("a"), Probe("b")], [(32, 16), (64, 32)], repeats=4, warmup=2, batch=3
     )
-    timed = calls[4:]  # 2 warm-up forwards of each model come first
+    timed = calls[4:-2]  # 2 warm-up forwards of each model first, 1 counting FLOPs last
     assert [name for name, _ in timed] == ["a", "b", "b", "a", "a", "b", "b", "a"]
+    assert [name for name, _ in calls[-2:]] == ["a", "b"]
     assert {shape for name, shape in calls if name == "b"} == {(3, 3, 64, 32)}
     assert [(lat.height, lat.width, lat.repeats) for lat in lats] == [(32, 16, 4), (64, 32, 4)]
     with pytest.raises(ValueError, match="2 models but 1 input sizes"):

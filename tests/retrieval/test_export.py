@@ -42,6 +42,15 @@ def small_model(name: str) -> torch.nn.Module:
     return build_model(name, 7, "none", **options).eval()
 
 
+def rgb255_and_normalised(model, *shape: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """A random batch as the exported graph takes it (RGB in [0, 255]) and as the PyTorch
+    model takes it (normalised with its mean and std)."""
+    x01 = torch.rand(*shape)
+    mean = torch.tensor(model.input_mean).view(1, 3, 1, 1)
+    std = torch.tensor(model.input_std).view(1, 3, 1, 1)
+    return x01 * 255, (x01 - mean) / std
+
+
 def close(got: torch.Tensor | np.ndarray, ref: torch.Tensor | np.ndarray) -> float:
     """Largest difference relative to the feature scale (untrained features reach ~100s)."""
     ref = np.asarray(ref)
@@ -55,10 +64,10 @@ def test_onnxruntime_features_equal_pytorch(tmp_path, name):
     assert diff is not None
     onnx_model = OnnxModel(tmp_path / "m.onnx")
     for batch in (1, 3):  # the batch dimension is dynamic (exported with 2)
-        x = torch.randn(batch, 3, HEIGHT, WIDTH)
+        x255, x = rgb255_and_normalised(model, batch, 3, HEIGHT, WIDTH)
         with torch.no_grad():
             ref = model(x)
-        got = onnx_model(x)
+        got = onnx_model(x255)
         assert got.shape == ref.shape and ref.shape[0] == batch  # DuATM: (B, S, D) sequences
         assert close(got, ref) <= 1e-4, f"{name}: onnxruntime differs by {close(got, ref):.2e}"
     assert onnx_model.model_name == name and onnx_model.feature_dim == model.feature_dim
@@ -72,23 +81,25 @@ def test_metadata_and_extraction_through_onnxruntime(tmp_path):
     md = read_onnx_metadata(tmp_path / "m.onnx")
     assert md["model"] == "resnet18" and md["input_size"] == [HEIGHT, WIDTH]
     assert md["config"] == {"data": {"height": HEIGHT, "width": WIDTH}, "eval": {"flip": True}}
-    assert md["mean"] == list(model.input_mean)
-    # extract_features (with flip averaging) gives the same features with either model
+    # the graph normalises inside: its loader only scales [0, 1] images to 0-255
+    assert (md["mean"], md["std"]) == ([0.0] * 3, [1 / 255] * 3)
+    # extract_features (with flip averaging) gives the same features with either model, each
+    # with the loader of its own input statistics
     items = [ReIDItem(str(write_image(tmp_path / f"{i}.jpg", seed=i)), i, 0) for i in range(5)]
-    tf = build_transforms(HEIGHT, WIDTH, train=False, mean=model.input_mean, std=model.input_std)
-    loader = DataLoader(ImageDataset(items, tf), batch_size=2)
-    a = extract_features(model, loader).features
-    b = extract_features(OnnxModel(tmp_path / "m.onnx"), loader).features
-    assert close(b, a) <= 1e-4
+    features = []
+    for m in (model, OnnxModel(tmp_path / "m.onnx")):
+        tf = build_transforms(HEIGHT, WIDTH, train=False, mean=m.input_mean, std=m.input_std)
+        features.append(extract_features(m, DataLoader(ImageDataset(items, tf), batch_size=2)))
+    assert close(features[1].features, features[0].features) <= 1e-4
 
 
 def test_dynamo_exporter(tmp_path):
     model = small_model("resnet18")
     diff = export_onnx(model, tmp_path / "d.onnx", height=HEIGHT, width=WIDTH, exporter="dynamo")
     assert diff is not None and diff <= 1e-4 * 100
-    x = torch.randn(4, 3, HEIGHT, WIDTH)
+    x255, x = rgb255_and_normalised(model, 4, 3, HEIGHT, WIDTH)
     with torch.no_grad():
-        assert close(OnnxModel(tmp_path / "d.onnx")(x), model(x)) <= 1e-4
+        assert close(OnnxModel(tmp_path / "d.onnx")(x255), model(x)) <= 1e-4
 
 
 def test_errors(tmp_path):

@@ -86,12 +86,12 @@ def cmd_latency(args: argparse.Namespace) -> int:
         f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
         f"torch {torch.__version__}, {rows[0][1].threads} threads, device {rows[0][1].device}"
     )
-    print("| model | input | batch | median ms | IQR ms | vs first | params (M) |")
-    print("|---|---|---|---|---|---|---|")
+    print("| model | input | batch | median ms | IQR ms | vs first | params (M) | GFLOPs |")
+    print("|---|---|---|---|---|---|---|---|")
     for label, lat in rows:
         rel = f"{100 * (lat.median_ms / first - 1):+.1f}%"
         print(
             f"| {label} | {lat.height}x{lat.width} | {lat.batch} | {lat.median_ms:.1f} | "
-            f"{lat.q1_ms:.1f}-{lat.q3_ms:.1f} | {rel} | {lat.params_m:.1f} |"
+            f"{lat.q1_ms:.1f}-{lat.q3_ms:.1f} | {rel} | {lat.params_m:.2f} | {lat.gflops:.2f} |"
         )
     return 0

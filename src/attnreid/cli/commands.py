@@ -10,6 +10,7 @@ from typing import Any
 
 from attnreid.cli.model_args import add_model_args, load_model
 from attnreid.config import CONFIG_DIR, dump_config, load_config
+from attnreid.errors import ConfigError
 from attnreid.utils.checks import positive_int
 
 
@@ -53,6 +54,11 @@ def register(sub: Any) -> None:
     add_model_args(p, ("checkpoint", "untrained"))
     p.add_argument("--json", action="store_true", help="print the metrics as JSON")
     p.add_argument("--rerank", action="store_true", help="k-reciprocal re-ranking (eval.rerank)")
+    p.add_argument(
+        "--png",
+        help="draw the genuine / impostor distance histograms with the thresholds of eval.fmrs "
+        "(several test sets: one picture each, numbered)",
+    )
     p.set_defaults(func=cmd_eval)
 
     p = sub.add_parser("extract", help="extract query and gallery features to one .npz file")
@@ -106,7 +112,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 def cmd_eval(args: argparse.Namespace) -> int:
     from attnreid.engine.build import load_targets
     from attnreid.evaluation.evaluate import evaluate
-    from attnreid.evaluation.report import results_table
+    from attnreid.evaluation.report import results_table, verification_table
 
     model, cfg = load_model(args)
     label = f"{cfg['name']} (untrained)" if args.untrained else Path(args.checkpoint).name
@@ -128,6 +134,17 @@ def cmd_eval(args: argparse.Namespace) -> int:
         print(json.dumps(metrics, indent=2))
     else:
         print(f"model: {label}\n{results_table(rows)}" if several else results_table(rows))
+        print(verification_table(rows))
+    if args.png:
+        from attnreid.viz.verification import draw_verification
+
+        for n, (name, result) in enumerate(rows):
+            if result.verification is None:
+                raise ConfigError("--png needs the verification view: set eval.fmrs")
+            path = Path(args.png)
+            path = path.with_stem(f"{path.stem}_{n + 1}") if len(rows) > 1 else path
+            draw_verification(result.verification, path, title=name)
+            print(f"wrote {path}", file=sys.stderr)
     return 0
 
 

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from attnreid.cli.model_args import add_model_args, load_index_model, load_model
+from attnreid.cli.serve import verdict_args, verdicts
 from attnreid.errors import CheckpointError
 from attnreid.utils.checks import positive_int
 
@@ -68,6 +69,7 @@ def register(sub: Any) -> None:
     s.add_argument("--json", action="store_true", help="print the results as JSON")
     s.add_argument("--png", help="also draw the query and its results in a PNG strip")
     add_model_args(s, required=False, config=None)
+    verdict_args(s)
     s.set_defaults(func=cmd_search)
 
     e = sub.add_parser("export", help="export a trained model (ONNX)")
@@ -76,11 +78,13 @@ def register(sub: Any) -> None:
     o = esub.add_parser(
         "onnx",
         help="the test-time feature extractor as ONNX (dynamic batch)",
-        description="Write the eval-mode forward of a checkpoint's model (images -> features, "
-        "dynamic batch, the config's input size) as ONNX, then check onnxruntime against "
-        "PyTorch on a random batch.",
+        description="Write the eval-mode forward of a checkpoint's model (RGB images in 0-255 "
+        "-> features; the normalisation is inside the graph; dynamic batch, the config's input "
+        "size) as ONNX, then check onnxruntime against PyTorch on a random batch. --int8: "
+        "post-training static quantisation calibrated on training crops of the config's "
+        "dataset (KEY=VALUE overrides, e.g. data.root=..., point at it).",
     )
-    add_model_args(o, ("checkpoint",), config=None, overrides=False)
+    add_model_args(o, ("checkpoint",), config=None)
     o.add_argument("--output", "-o", required=True, help="the .onnx file to write")
     o.add_argument(
         "--exporter",
@@ -89,6 +93,13 @@ def register(sub: Any) -> None:
         help="torch exporter (default: torchscript, falling back to dynamo)",
     )
     o.add_argument("--no-check", action="store_true", help="skip the onnxruntime check")
+    o.add_argument("--int8", action="store_true", help="quantise to INT8 (onnxruntime)")
+    o.add_argument(
+        "--calibration-crops",
+        type=int,
+        default=256,
+        help="--int8: training crops that calibrate the activation ranges (default 256)",
+    )
     o.set_defaults(func=cmd_export_onnx)
 
 
@@ -139,7 +150,7 @@ def cmd_index_build(args: argparse.Namespace) -> int:
             crops.paths,
             metric=Scorer.from_config(model, cfg["eval"]).index_metric,
             kind=args.kind,
-            info=source,
+            info={**source, **_calibration(args)},
             nlist=args.nlist,
             nprobe=args.nprobe,
             hnsw_m=args.hnsw_m,
@@ -153,6 +164,14 @@ def cmd_index_build(args: argparse.Namespace) -> int:
         f"{index.metric} metric, dimension {index.dim}, model {source['model']}"
     )
     return 0
+
+
+def _calibration(args: argparse.Namespace) -> dict[str, Any]:
+    """The thresholds ``attnreid calibrate`` wrote beside the model, for the index header."""
+    from attnreid.retrieval.calibration import calibration_beside
+
+    found = calibration_beside(args.checkpoint or args.onnx)
+    return {"calibration": found} if found else {}
 
 
 def cmd_index_info(args: argparse.Namespace) -> int:
@@ -169,22 +188,37 @@ def cmd_search(args: argparse.Namespace) -> int:
     positive_int(args.top, "--top")
     index = GalleryIndex.load(args.index)
     model, cfg = load_index_model(args, index)
+    judge = verdicts(args, index)
     feats = extract_crops(model, cfg, args.image, device=_device(model, cfg), workers=0)
     results = index.search(feats, args.top)
     if args.json:
         out = [
-            {"query": q, "hits": [h.as_dict() for h in hits]}
+            {
+                "query": q,
+                "hits": [
+                    {**h.as_dict(), **({"verdict": judge(h.distance)} if judge else {})}
+                    for h in hits
+                ],
+            }
             for q, hits in zip(args.image, results)
         ]
         print(json.dumps(out, indent=2))
     else:
         for q, hits in zip(args.image, results):
-            print(f"query {q}: {len(hits)} of {len(index)} gallery images ({index.metric})")
-            print(f"{'rank':>4}  {'distance':>9}  {'pid':>5}  {'cam':>3}  path")
+            print(
+                f"query {q}: {len(hits)} of {len(index)} gallery images ({index.metric}; "
+                f"{judge.describe})"
+            )
+            print(
+                f"{'rank':>4}  {'distance':>9}  {'pid':>5}  {'cam':>3}  "
+                + ("verdict   " if judge else "")
+                + "path"
+            )
             for h in hits:
                 cam = "?" if h.camid < 0 else str(h.camid + 1)
                 pid = "?" if h.pid < 0 else str(h.pid)
-                print(f"{h.rank:>4}  {h.distance:>9.4f}  {pid:>5}  {cam:>3}  {h.path}")
+                verdict = f"{judge(h.distance):<9} " if judge else ""
+                print(f"{h.rank:>4}  {h.distance:>9.4f}  {pid:>5}  {cam:>3}  {verdict}{h.path}")
     if args.png:
         from attnreid.viz.ranks import RankedItem, draw_ranks
 
@@ -201,13 +235,47 @@ def cmd_search(args: argparse.Namespace) -> int:
 
 
 def cmd_export_onnx(args: argparse.Namespace) -> int:
-    from attnreid.retrieval.export import export_checkpoint
+    import tempfile
 
-    diff, meta = export_checkpoint(
-        args.checkpoint, args.output, exporter=args.exporter, check=not args.no_check
-    )
-    cfg = meta.get("config") or {}
-    size = f"{cfg.get('data', {}).get('height', 256)}x{cfg.get('data', {}).get('width', 128)}"
+    from attnreid.retrieval.export import export_onnx, quantize_onnx
+
+    if args.int8:
+        positive_int(args.calibration_crops, "--calibration-crops")
+    model, cfg = load_model(args)
+    h, w = cfg["data"]["height"], cfg["data"]["width"]
+    out = Path(args.output)
+    with tempfile.TemporaryDirectory() as tmp:
+        fp32 = Path(tmp) / "fp32.onnx" if args.int8 else out
+        diff = export_onnx(
+            model,
+            fp32,
+            height=h,
+            width=w,
+            config=cfg,
+            exporter=args.exporter,
+            check=not args.no_check,
+        )
+        if args.int8:
+            quantize_onnx(fp32, out, _calibration_batches(cfg, args.calibration_crops))
     check = "" if diff is None else f"; onnxruntime vs PyTorch: max |difference| {diff:.2e}"
-    print(f"wrote {args.output}: model {meta['model']}, input (batch, 3, {size}){check}")
+    kind = "INT8 " if args.int8 else ""
+    print(
+        f"wrote {out}: {kind}model {model.model_name}, input (batch, 3, {h}x{w}) RGB 0-255{check}"
+    )
     return 0
+
+
+def _calibration_batches(cfg: dict[str, Any], count: int) -> Any:
+    """Batches of ``count`` training crops (a fixed random sample) as the exported graph takes
+    them: resized to the config's input size, RGB values in [0, 255]."""
+    import numpy as np
+
+    from attnreid.engine.build import load_dataset
+    from attnreid.evaluation.evaluate import test_loader_from_config
+
+    train = load_dataset(cfg).train
+    pick = np.random.default_rng(0).permutation(len(train))[:count]
+    loader = test_loader_from_config(
+        [train[i] for i in sorted(pick)], cfg, (0.0,) * 3, (1 / 255,) * 3, batch_size=32
+    )
+    return (batch["image"].numpy() for batch in loader)

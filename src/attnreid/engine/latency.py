@@ -7,6 +7,11 @@ forwards; it reports the median and the quartiles in milliseconds and the peak m
 models are timed interleaved (``measure_latencies``). On CUDA
 the clock waits for the device (``torch.cuda.synchronize``) and the peak is the CUDA allocator's;
 on the CPU the peak is the process's maximum resident set size.
+
+Each result also gives the parameter count and the FLOPs of one image, counted by
+``torch.utils.flop_counter.FlopCounterMode`` on one extra forward: one multiply-add counts as
+two FLOPs (torchreid's and the OSNet paper's "mult-adds" are half this figure), and only the
+operators that counter knows (convolutions, matrix products, attention) are counted.
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ from dataclasses import asdict, dataclass
 
 import torch
 from torch import nn
+from torch.utils.flop_counter import FlopCounterMode
 
 
 @dataclass
@@ -35,6 +41,7 @@ class Latency:
     threads: int
     peak_mem_mb: float
     params_m: float
+    gflops: float  # per image, 2 FLOPs per multiply-add
 
     def as_dict(self) -> dict[str, float | int | str]:
         return asdict(self)
@@ -43,6 +50,14 @@ class Latency:
 def _peak_rss_mb() -> float:
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return peak / 1024 if sys.platform != "darwin" else peak / 2**20
+
+
+@torch.no_grad()
+def count_flops(model: nn.Module, x: torch.Tensor) -> int:
+    """FLOPs of ``model(x)`` for the whole batch ``x`` (2 per multiply-add)."""
+    with FlopCounterMode(display=False) as counter:
+        model(x)
+    return int(counter.get_total_flops())
 
 
 @torch.no_grad()
@@ -88,13 +103,14 @@ def measure_latencies(
         torch.cuda.max_memory_allocated(device) / 2**20 if device.type == "cuda" else _peak_rss_mb()
     )
     out = []
-    for model, (height, width), ts in zip(models, sizes, times):
+    for model, x, (height, width), ts in zip(models, xs, sizes, times):
         q = statistics.quantiles(ts, n=4) if len(ts) > 1 else [ts[0]] * 3
         params = sum(p.numel() for p in model.parameters()) / 1e6
+        gflops = count_flops(model, x) / batch / 1e9
         out.append(
             Latency(
                 statistics.median(ts), q[0], q[2], repeats, batch, height, width, str(device),
-                torch.get_num_threads(), peak, params,
+                torch.get_num_threads(), peak, params, gflops,
             )
         )
     return out

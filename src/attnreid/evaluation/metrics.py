@@ -95,6 +95,9 @@ class RankResult:
         mINP: mean inverse negative penalty over the scored queries, in ``[0, 1]``.
         num_valid_queries: queries that were scored (had at least one true match).
         num_skipped_queries: queries without any true match left after junk removal.
+        verification: the same-person-or-not view of the same distances (thresholds and true
+            match rates at false match rates, :mod:`attnreid.evaluation.verification`), when
+            the scorer was asked for it.
     """
 
     cmc: np.ndarray
@@ -102,6 +105,7 @@ class RankResult:
     mINP: float
     num_valid_queries: int
     num_skipped_queries: int
+    verification: Any = None
 
     @property
     def max_rank(self) -> int:
@@ -123,7 +127,8 @@ class RankResult:
 
         Keys: ``rank1``, ``rank5``, ``rank10``, ``rank20`` (always present; NaN when ``k`` is
         beyond the CMC curve, i.e. ``k > max_rank``), ``mAP``, ``mINP``, ``num_valid_queries``,
-        ``num_skipped_queries``. Accuracies are fractions in ``[0, 1]``.
+        ``num_skipped_queries``, and with a verification view ``tpr@fpr=F`` for each false match
+        rate ``F``. Accuracies are fractions in ``[0, 1]``.
         """
         out: dict[str, float | int] = {
             f"rank{k}": self.rank(k) if k <= self.max_rank else float("nan")
@@ -133,6 +138,8 @@ class RankResult:
         out["mINP"] = float(self.mINP)
         out["num_valid_queries"] = int(self.num_valid_queries)
         out["num_skipped_queries"] = int(self.num_skipped_queries)
+        if self.verification is not None:
+            out.update(self.verification.rates())
         return out
 
 

@@ -10,6 +10,9 @@ A scorer is built once, from a model and a config's ``eval`` section
   when ``eval.normalize``;
 * **k-reciprocal re-ranking** (``eval.rerank``, :mod:`attnreid.evaluation.rerank`), on top of
   that distance;
+* **the verification view** (``eval.fmrs``, :mod:`attnreid.evaluation.verification`): the
+  same blocks, read as same-person-or-not trials, give the true match rate at each false
+  match rate;
 * **the ranking**: query blocks of distances (``block_elems`` of them at a time, 128 MB of
   float32) stream into :func:`~attnreid.evaluation.metrics.rank_blocks`, so the ``Q x G``
   matrix is never held (MSMT17: 11,659 x 82,161 = 3.8 GB) and the result is that of
@@ -29,11 +32,12 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from attnreid.errors import DatasetError
+from attnreid.errors import ConfigError, DatasetError
 from attnreid.evaluation.distance import DISTANCE_METRICS, compute_distance, owns_distance
 from attnreid.evaluation.features import FeatureSet
 from attnreid.evaluation.metrics import RankResult, rank_blocks
 from attnreid.evaluation.rerank import FeatureDistances, iter_rerank
+from attnreid.evaluation.verification import VerificationStats
 from attnreid.utils.checks import one_of, positive_int
 
 __all__ = ["DEFAULT_BLOCK_ELEMS", "Scorer"]
@@ -42,7 +46,9 @@ __all__ = ["DEFAULT_BLOCK_ELEMS", "Scorer"]
 DEFAULT_BLOCK_ELEMS = 1 << 25
 
 #: The ``eval`` keys a scorer takes (its keyword arguments).
-EVAL_KEYS = ("metric", "normalize", "max_rank", "rerank", "rerank_k1", "rerank_k2", "rerank_lambda")
+EVAL_KEYS = (
+    "metric", "normalize", "max_rank", "rerank", "rerank_k1", "rerank_k2", "rerank_lambda", "fmrs"
+)  # fmt: skip
 
 
 class Scorer:
@@ -64,6 +70,7 @@ class Scorer:
         rerank_k1: int = 20,
         rerank_k2: int = 6,
         rerank_lambda: float = 0.3,
+        fmrs: Sequence[float] = (),
         block_elems: int = DEFAULT_BLOCK_ELEMS,
     ) -> None:
         #: The model whose own distance ranks, or None: the metric does.
@@ -71,6 +78,9 @@ class Scorer:
         self.metric = one_of(metric, DISTANCE_METRICS, "metric")
         self.normalize, self.max_rank, self.rerank = bool(normalize), max_rank, bool(rerank)
         self.rerank_params = (rerank_k1, rerank_k2, rerank_lambda)
+        self.fmrs = tuple(float(f) for f in fmrs)
+        if any(not 0 < f < 1 for f in self.fmrs):
+            raise ConfigError(f"eval.fmrs must be false match rates in (0, 1), got {fmrs!r}")
         self.block_elems = positive_int(block_elems, "block_elems")
 
     @classmethod
@@ -149,8 +159,13 @@ class Scorer:
         for name, fs in (("query set", query), ("gallery", gallery)):
             if len(fs) == 0:
                 raise DatasetError(f"the {name} is empty: there is nothing to evaluate")
-        return rank_blocks(
-            self.blocks(query, gallery),
+        blocks = self.blocks(query, gallery)
+        stats = None
+        if self.fmrs:  # the verification view of the same blocks (``eval.fmrs``)
+            stats = VerificationStats(len(query) * len(gallery), self.fmrs)
+            blocks = _tee(blocks, stats, query, gallery)
+        result = rank_blocks(
+            blocks,
             query.pids,
             gallery.pids,
             query.camids,
@@ -158,3 +173,18 @@ class Scorer:
             max_rank=self.max_rank,
             mode=mode,
         )
+        if stats is not None:
+            result.verification = stats.result()
+        return result
+
+
+def _tee(
+    blocks: Iterator[tuple[int, np.ndarray]],
+    stats: VerificationStats,
+    query: FeatureSet,
+    gallery: FeatureSet,
+) -> Iterator[tuple[int, np.ndarray]]:
+    for start, block in blocks:
+        rows = slice(start, start + len(block))
+        stats.update(block, query.pids[rows], query.camids[rows], gallery.pids, gallery.camids)
+        yield start, block

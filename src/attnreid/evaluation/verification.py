@@ -43,11 +43,15 @@ class VerificationResult:
     genuine: np.ndarray = field(repr=False)  # every genuine distance
     impostor_hist: tuple[np.ndarray, np.ndarray] = field(repr=False)  # (counts, bin edges)
 
+    def rates(self) -> dict[str, float]:
+        """``{"tpr@fpr=0.01": ..., ...}``: the true match rate at each false match rate."""
+        return {f"tpr@fpr={f:g}": t for f, t in zip(self.fmrs, self.tmrs)}
+
     def as_dict(self) -> dict[str, object]:
         return {
             "num_genuine": self.num_genuine,
             "num_impostor": self.num_impostor,
-            **{f"tpr@fpr={f:g}": t for f, t in zip(self.fmrs, self.tmrs)},
+            **self.rates(),
             "thresholds": {f"{f:g}": t for f, t in zip(self.fmrs, self.thresholds)},
         }
 

@@ -15,6 +15,16 @@ this package in about a second; the ``torch.export``-based one (``"dynamo"``) ta
 seconds per model. ``"auto"`` (default) tries the first and falls back to the second.
 After writing, the file is checked: onnxruntime and PyTorch features of a random batch are
 compared and the largest difference returned.
+
+**Input.** The graph takes RGB values in ``[0, 255]`` (float32, ``(B, 3, H, W)``, resized to
+the model's input size): the model's input normalisation, ``(x / 255 - mean) / std``, is the
+graph's first operation, so a caller (a tracker in C++, a browser, ...) only resizes. The
+metadata's ``mean`` / ``std`` are therefore ``0`` / ``1/255``: the normalisation that turns
+images in ``[0, 1]`` into the graph's input, which is what the library's loaders apply.
+
+**INT8** (:func:`quantize_onnx`, ``attnreid export onnx --int8``): post-training static
+quantisation with onnxruntime's tools — weights int8 per channel, activations uint8, QDQ
+format — with activation ranges calibrated on a few hundred training crops.
 """
 
 from __future__ import annotations
@@ -29,11 +39,19 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from attnreid.data.transforms import IMAGENET_MEAN, IMAGENET_STD
 from attnreid.errors import AttnReidError, ModelError, wrong_file
 from attnreid.utils.checks import one_of
 from attnreid.utils.io import atomic_write
 
-__all__ = ["EXPORTERS", "OnnxModel", "export_checkpoint", "export_onnx", "read_onnx_metadata"]
+__all__ = [
+    "EXPORTERS",
+    "OnnxModel",
+    "export_checkpoint",
+    "export_onnx",
+    "quantize_onnx",
+    "read_onnx_metadata",
+]
 
 EXPORTERS = ("auto", "torchscript", "dynamo")
 INPUT_NAME, OUTPUT_NAME = "images", "features"
@@ -71,6 +89,23 @@ def _export_bytes(model: nn.Module, x: Tensor, exporter: str, opset: int) -> byt
         return program.model_proto.SerializeToString()
 
 
+class _Rgb255(nn.Module):
+    """``model((x / 255 - mean) / std)``: a model that takes RGB values in ``[0, 255]``."""
+
+    def __init__(self, model: nn.Module, mean: Any, std: Any) -> None:
+        super().__init__()
+        self.model = model
+        std_t = torch.tensor(std, dtype=torch.float32).view(1, 3, 1, 1)
+        self.register_buffer("scale", 1.0 / (255.0 * std_t))
+        self.register_buffer(
+            "shift", torch.tensor(mean, dtype=torch.float32).view(1, 3, 1, 1) / std_t
+        )
+
+    def forward(self, x: Tensor) -> Tensor:
+        # x: (B, 3, H, W) in [0, 255] -> the model's features
+        return self.model(x * self.scale - self.shift)
+
+
 def export_onnx(
     model: nn.Module,
     path: str | Path,
@@ -84,8 +119,9 @@ def export_onnx(
 ) -> float | None:
     """Write ``model``'s eval-mode forward to ``path`` (atomically) as ONNX.
 
-    Returns the largest absolute difference between onnxruntime's and PyTorch's features on a
-    random batch of 2 (``check=True``), else None.
+    The graph takes RGB values in ``[0, 255]`` (the normalisation is inside, see the module
+    docstring). Returns the largest absolute difference between onnxruntime's and PyTorch's
+    features on a random batch of 2 (``check=True``), else None.
 
     Raises:
         ModelError: the model cannot be exported (the message names the exporter's reason).
@@ -95,14 +131,17 @@ def export_onnx(
     one_of(exporter, EXPORTERS, "ONNX exporter", ModelError)
     was_training = model.training
     model = model.cpu().eval()
-    x = torch.randn(2, 3, height, width)
+    mean = getattr(model, "input_mean", IMAGENET_MEAN)
+    std = getattr(model, "input_std", IMAGENET_STD)
+    wrapped = _Rgb255(model, mean, std).eval()
+    x = torch.rand(2, 3, height, width) * 255
     order = ["torchscript", "dynamo"] if exporter == "auto" else [exporter]
     errors = []
     data = None
     try:
         for name in order:
             try:
-                proto = onnx.load_from_string(_export_bytes(model, x, name, opset))
+                proto = onnx.load_from_string(_export_bytes(wrapped, x, name, opset))
             except Exception as exc:  # exporters raise many types; report the first line
                 errors.append(f"{name}: {str(exc).strip().splitlines()[0] if str(exc) else exc!r}")
                 continue
@@ -121,7 +160,7 @@ def export_onnx(
         if not check:
             return None
         with torch.no_grad():
-            ref = model(x).float().numpy()
+            ref = wrapped(x).float().numpy()
         got = OnnxModel(path)(x).numpy()
         return float(np.abs(got - ref).max())
     finally:
@@ -135,8 +174,10 @@ def _metadata(model: nn.Module, height: int, width: int, config: Any) -> dict[st
         "attnreid.num_classes": str(getattr(model, "num_classes", "")),
         "attnreid.feature_dim": str(getattr(model, "feature_dim", "")),
         "attnreid.input_size": json.dumps([height, width]),
-        "attnreid.mean": json.dumps(list(getattr(model, "input_mean", (0.485, 0.456, 0.406)))),
-        "attnreid.std": json.dumps(list(getattr(model, "input_std", (0.229, 0.224, 0.225)))),
+        # the graph normalises inside: images in [0, 1] become its 0-255 input this way
+        "attnreid.mean": json.dumps([0.0, 0.0, 0.0]),
+        "attnreid.std": json.dumps([1.0 / 255] * 3),
+        "attnreid.input": json.dumps("RGB 0-255, normalisation inside the graph"),
     }
     if config is not None:
         meta["attnreid.config"] = json.dumps(
@@ -239,3 +280,64 @@ class OnnxModel(nn.Module):
         arr = np.ascontiguousarray(x.detach().cpu().numpy(), dtype=np.float32)
         return torch.from_numpy(self.session.run(None, {self._input: arr})[0])
 
+
+def quantize_onnx(
+    src: str | Path,
+    dst: str | Path,
+    batches: Any,
+    *,
+    per_channel: bool = True,
+) -> Path:
+    """Write an INT8 copy of the exported model ``src`` to ``dst`` (atomically): onnxruntime's
+    post-training static quantisation (QDQ format, int8 per-channel weights, uint8 activations,
+    min-max calibration), its activation ranges measured on ``batches`` (an iterable of
+    ``(B, 3, H, W)`` float32 arrays of RGB values in ``[0, 255]``, the graph's input). The
+    metadata of ``src`` is kept.
+
+    Raises:
+        ModelError: onnxruntime cannot quantise the graph (the message says why).
+    """
+    import tempfile
+
+    import onnx
+    from onnxruntime.quantization import (
+        CalibrationDataReader,
+        QuantFormat,
+        QuantType,
+        quant_pre_process,
+        quantize_static,
+    )
+
+    meta = onnx.load(str(src), load_external_data=False).metadata_props
+
+    class Reader(CalibrationDataReader):
+        def __init__(self) -> None:
+            self.it = iter(batches)
+
+        def get_next(self) -> dict[str, np.ndarray] | None:
+            batch = next(self.it, None)
+            return None if batch is None else {INPUT_NAME: np.asarray(batch, np.float32)}
+
+    with tempfile.TemporaryDirectory() as tmp:
+        prepared, out = Path(tmp) / "prepared.onnx", Path(tmp) / "int8.onnx"
+        try:
+            quant_pre_process(str(src), str(prepared), skip_symbolic_shape=True)
+            quantize_static(
+                str(prepared),
+                str(out),
+                Reader(),
+                quant_format=QuantFormat.QDQ,
+                per_channel=per_channel,
+                activation_type=QuantType.QUInt8,
+                weight_type=QuantType.QInt8,
+            )
+        except Exception as exc:  # onnxruntime's tools raise many types
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else repr(exc)
+            raise ModelError(f"cannot quantise {src} to INT8: {first}") from None
+        proto = onnx.load(str(out))
+        del proto.metadata_props[:]
+        proto.metadata_props.extend(meta)
+        entry = proto.metadata_props.add()
+        entry.key, entry.value = "attnreid.precision", json.dumps("int8")
+        atomic_write(dst, lambda t: onnx.save(proto, t))
+    return Path(dst)

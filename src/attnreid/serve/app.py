@@ -17,10 +17,9 @@ application over a :class:`~attnreid.serve.store.GalleryStore` and a
 ============================  =================================================================
 
 **Verdicts.** With thresholds from ``attnreid calibrate`` (distances at chosen false match
-rates), a result is a *match* at or below the threshold of the service's false match rate
-(``--fmr``, default 1e-3), *possible* at or below the threshold of the next larger calibrated
-rate (e.g. 1e-2), else *no match*; ``--max-distance`` instead gives match / no match at one
-distance. Without either there is no verdict.
+rates), a result is a *match*, *possible* or *no match*
+(:class:`~attnreid.retrieval.calibration.Verdicts`: ``--fmr``, default 1e-3, or
+``--max-distance``). Without either there is no verdict.
 
 **Safety.** The server binds to 127.0.0.1 unless told otherwise; it serves only the images the
 index names (a request names an item id, never a path); an upload larger than ``max_upload``
@@ -49,11 +48,12 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from attnreid.data.images import read_image
 from attnreid.errors import AttnReidError
+from attnreid.retrieval.calibration import Verdicts
 from attnreid.retrieval.extractor import FeatureExtractor
 from attnreid.retrieval.gallery import parse_crop_name
 from attnreid.serve.store import GalleryStore
 
-__all__ = ["ApiError", "Verdicts", "create_app"]
+__all__ = ["ApiError", "create_app"]
 
 MAX_UPLOAD = 8 * 1024 * 1024  # bytes
 MAX_PIXELS = 4096 * 4096
@@ -66,45 +66,6 @@ class ApiError(Exception):
     def __init__(self, status: int, reason: str) -> None:
         super().__init__(reason)
         self.status, self.reason = status, reason
-
-
-class Verdicts:
-    """Distance -> "match" / "possible" / "no match" (see the module docstring)."""
-
-    def __init__(
-        self,
-        thresholds: dict[str, float] | None = None,
-        fmr: float = 1e-3,
-        max_distance: float | None = None,
-    ) -> None:
-        self.strict = self.loose = None
-        self.describe = "no threshold (run attnreid calibrate, or pass --max-distance)"
-        if max_distance is not None:
-            self.strict = float(max_distance)
-            self.describe = f"match at distance <= {max_distance:g}"
-        elif thresholds:
-            rates = {float(k): float(v) for k, v in thresholds.items()}
-            if fmr not in rates:
-                known = ", ".join(f"{r:g}" for r in sorted(rates))
-                raise AttnReidError(
-                    f"no calibrated threshold for FMR {fmr:g} (calibrated: {known})"
-                )
-            self.strict = rates[fmr]
-            larger = sorted(r for r in rates if r > fmr)
-            self.loose = rates[larger[0]] if larger else None
-            self.describe = f"match at FMR {fmr:g} (distance <= {self.strict:.4g})" + (
-                f", possible at FMR {larger[0]:g} (<= {self.loose:.4g})" if larger else ""
-            )
-
-    def __bool__(self) -> bool:
-        return self.strict is not None
-
-    def __call__(self, distance: float) -> str:
-        if distance <= self.strict:
-            return "match"
-        if self.loose is not None and distance <= self.loose:
-            return "possible"
-        return "no match"
 
 
 def _int(form: Any, key: str, default: int | None, lo: int | None = None) -> int | None:

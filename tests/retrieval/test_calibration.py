@@ -1,0 +1,128 @@
+"""Match thresholds: ``attnreid calibrate`` against a brute-force count, carried into an index,
+and turned into verdicts by ``search``; the verification view of ``attnreid eval``."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+
+from attnreid.cli.main import main
+from attnreid.engine.build import load_dataset, load_model_and_config
+from attnreid.evaluation.distance import compute_distance
+from attnreid.evaluation.evaluate import extract_query_gallery
+from attnreid.retrieval import GalleryIndex
+from attnreid.retrieval.calibration import Verdicts, load_thresholds
+from attnreid.viz.verification import verification_figure
+from tests.retrieval.helpers import fake_checkpoint
+
+pytestmark = pytest.mark.slow
+
+
+def _brute(d, qp, qc, gp, gc, fmr):
+    same = qp[:, None] == gp[None, :]
+    valid = gp[None, :] != -1
+    gen = d[same & (qc[:, None] != gc[None, :]) & valid]
+    imp = np.sort(d[~same & valid])
+    k = math.floor(fmr * imp.size)
+    t = float(imp[k - 1]) if k else -math.inf
+    return t, float((gen <= t).mean())
+
+
+def test_calibrate_index_search(tiny_synth, tmp_path, capsys):
+    ckpt = fake_checkpoint(tmp_path / "m.ckpt", tiny_synth, **{"eval.metric": "cosine"})
+    assert main(["calibrate", "--checkpoint", str(ckpt), "--fmr", "0.1", "0.01"]) == 0
+    cal = json.loads((tmp_path / "m.ckpt.calibration.json").read_text())
+    model, cfg = load_model_and_config(ckpt)
+    q, g = extract_query_gallery(model, load_dataset(cfg), cfg, "cpu")
+    d = compute_distance(q.features, g.features, metric="cosine").numpy().astype(np.float64)
+    for fmr in ("0.1", "0.01"):
+        t, tpr = _brute(d, q.pids, q.camids, g.pids, g.camids, float(fmr))
+        assert cal["tpr"][fmr] == tpr
+        assert cal["thresholds"].get(fmr, -math.inf) == t
+    assert cal["metric"] == "cosine" and cal["num_impostor"] > 0
+
+    # index build copies it; search turns distances into verdicts with it
+    index_file = tmp_path / "g.index"
+    assert (
+        main(
+            [
+                "index",
+                "build",
+                "--checkpoint",
+                str(ckpt),
+                "--folder",
+                str(tiny_synth / "bounding_box_test"),
+                "-o",
+                str(index_file),
+            ]
+        )
+        == 0
+    )
+    index = GalleryIndex.load(index_file)
+    assert load_thresholds(None, index) == cal["thresholds"]
+    query = sorted((tiny_synth / "query").iterdir())[0]
+    capsys.readouterr()
+    assert (
+        main(
+            [
+                "search",
+                "--index",
+                str(index_file),
+                "--image",
+                str(query),
+                "--top",
+                "20",
+                "--fmr",
+                "0.1",
+                "--json",
+            ]
+        )
+        == 0
+    )
+    hits = json.loads(capsys.readouterr().out)[0]["hits"]
+    strict, loose = cal["thresholds"]["0.1"], None
+    judge = Verdicts(cal["thresholds"], fmr=0.1)
+    assert (judge.strict, judge.loose) == (strict, loose)
+    assert [h["verdict"] for h in hits] == [
+        "match" if h["distance"] <= strict else "no match" for h in hits
+    ]
+    # a calibration of other distances is refused
+    (tmp_path / "other.json").write_text(json.dumps({"metric": "euclidean", "thresholds": {}}))
+    assert (
+        main(
+            [
+                "search",
+                "--index",
+                str(index_file),
+                "--image",
+                str(query),
+                "--calibration",
+                str(tmp_path / "other.json"),
+            ]
+        )
+        == 2
+    )
+    assert "is for euclidean distances, the index's are cosine" in capsys.readouterr().err
+
+
+def test_eval_reports_the_verification_view(tiny_synth, tmp_path, capsys):
+    ckpt = fake_checkpoint(tmp_path / "m.ckpt", tiny_synth, **{"eval.fmrs": "[0.2, 0.05]"})
+    assert (
+        main(["eval", "--checkpoint", str(ckpt), "--json", "--png", str(tmp_path / "v.png")]) == 0
+    )
+    metrics = json.loads(capsys.readouterr().out)
+    model, cfg = load_model_and_config(ckpt)
+    q, g = extract_query_gallery(model, load_dataset(cfg), cfg, "cpu")
+    d = compute_distance(q.features, g.features, metric="euclidean").numpy().astype(np.float64)
+    for fmr in (0.2, 0.05):
+        assert metrics[f"tpr@fpr={fmr:g}"] == _brute(d, q.pids, q.camids, g.pids, g.camids, fmr)[1]
+    assert (tmp_path / "v.png").is_file()
+    from attnreid.evaluation.scoring import Scorer
+
+    result = Scorer.from_config(model, cfg["eval"]).score(q, g).verification
+    fig = verification_figure(result)
+    lines = [ln.get_xdata()[0] for ln in fig.axes[0].lines]
+    assert lines == [t for t in result.thresholds if math.isfinite(t)]
