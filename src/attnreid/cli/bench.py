@@ -24,8 +24,7 @@ from attnreid.errors import ConfigError
 
 def register(sub: Any) -> None:
     bench = sub.add_parser("bench", help="measure inference time")
-    bsub = bench.add_subparsers(dest="bench_command", metavar="WHAT")
-    bsub.required = True
+    bsub = bench.add_subparsers(dest="bench_command", metavar="WHAT", required=True)
     p = bsub.add_parser(
         "latency",
         help="median forward time of a preset's model at its input size",

@@ -15,7 +15,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from attnreid.errors import ConfigError
+from attnreid.errors import ConfigError, DatasetError
 
 
 def _options(pairs: list[str]) -> dict[str, Any]:
@@ -32,8 +32,7 @@ def _options(pairs: list[str]) -> dict[str, Any]:
 
 def register(sub: Any) -> None:
     p = sub.add_parser("data", help="dataset statistics and one-time preparation")
-    dsub = p.add_subparsers(dest="data_command", metavar="SUBCOMMAND")
-    dsub.required = True
+    dsub = p.add_subparsers(dest="data_command", metavar="SUBCOMMAND", required=True)
 
     s = dsub.add_parser(
         "stats",
@@ -102,8 +101,6 @@ def cmd_prepare(args: argparse.Namespace) -> int:
         if root.is_dir() and any(find_np_layout(root, k) for k in KINDS):
             print(f"cuhk03: {root} is in the CUHK03-NP layout: nothing to prepare")
             return 0
-        from attnreid.errors import DatasetError
-
         raise DatasetError(
             f"cuhk03: expected the raw release {root / 'cuhk03_release' / 'cuhk-03.mat'}; "
             f"it does not exist"

@@ -23,8 +23,7 @@ from attnreid.utils.checks import positive_int
 
 def register(sub: Any) -> None:
     p = sub.add_parser("index", help="build a searchable index of a folder of person crops")
-    isub = p.add_subparsers(dest="index_command", metavar="WHAT")
-    isub.required = True
+    isub = p.add_subparsers(dest="index_command", metavar="WHAT", required=True)
     b = isub.add_parser(
         "build",
         help="extract the features of a folder of crops into a gallery index (faiss)",
@@ -73,8 +72,7 @@ def register(sub: Any) -> None:
     s.set_defaults(func=cmd_search)
 
     e = sub.add_parser("export", help="export a trained model (ONNX)")
-    esub = e.add_subparsers(dest="export_command", metavar="FORMAT")
-    esub.required = True
+    esub = e.add_subparsers(dest="export_command", metavar="FORMAT", required=True)
     o = esub.add_parser(
         "onnx",
         help="the test-time feature extractor as ONNX (dynamic batch)",

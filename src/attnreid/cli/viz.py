@@ -23,8 +23,7 @@ def register(sub: Any) -> None:
         description="Draw figures from a trained model. Example: attnreid viz attention "
         "--checkpoint runs/sa_resnet50_cpu/checkpoints/last.ckpt --image query.jpg",
     )
-    vsub = p.add_subparsers(dest="viz_command", metavar="WHAT")
-    vsub.required = True
+    vsub = p.add_subparsers(dest="viz_command", metavar="WHAT", required=True)
     _register_attention(vsub)
     viz_results.register(vsub)  # ranks, cmc
 

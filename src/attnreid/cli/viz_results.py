@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from attnreid.cli.model_args import add_model_args, load_model
-from attnreid.errors import ConfigError
+from attnreid.errors import AttnReidError, ConfigError
 from attnreid.utils.checks import positive_int
 
 
@@ -117,7 +117,6 @@ def _from_checkpoint(args: argparse.Namespace, checkpoint: str) -> _Source:
 
 def _from_file(args: argparse.Namespace, path: str) -> _Source:
     from attnreid.config import DEFAULTS
-    from attnreid.errors import AttnReidError
     from attnreid.evaluation.features import load_features
 
     sets = load_features(path)

@@ -73,32 +73,29 @@ _CUHK01 = _p(
     query=(486, 972),
     gallery=(486, 972),
 )
+_BY_NAME = {
+    "market1501": _MARKET,
+    "dukemtmcreid": _DUKE,
+    "msmt17": _MSMT17,
+    "mars": _MARS,
+    "cuhk01": _CUHK01,
+}
 
 
 def published_counts(ds: ReIDDataset) -> Published | None:
     """The published numbers that apply to ``ds`` as loaded (with its options), or None."""
     info = ds.info
-    if ds.name == "market1501":
-        if info.get("distractors_500k"):
-            counts = {k: v for k, v in _MARKET.counts.items() if k[0] != "gallery"}
-            return Published(_MARKET.source + ", gallery not checked (+500k distractors)", counts)
-        return _MARKET
-    if ds.name == "dukemtmcreid":
-        return _DUKE
+    if ds.name == "market1501" and info.get("distractors_500k"):
+        counts = {k: v for k, v in _MARKET.counts.items() if k[0] != "gallery"}
+        return Published(_MARKET.source + ", gallery not checked (+500k distractors)", counts)
     if ds.name == "cuhk03":
         if info.get("protocol") == "classic":
             return _CUHK03_CLASSIC
         return _CUHK03_NEW.get(str(info.get("images")))
-    if ds.name == "msmt17":
-        if not info.get("include_val", True):
-            counts = {k: v for k, v in _MSMT17.counts.items() if k != ("train", "images")}
-            return Published(_MSMT17.source + ", train images not checked (val left out)", counts)
-        return _MSMT17
-    if ds.name == "mars":
-        return _MARS
-    if ds.name == "cuhk01":
-        return _CUHK01
-    return None
+    if ds.name == "msmt17" and not info.get("include_val", True):
+        counts = {k: v for k, v in _MSMT17.counts.items() if k != ("train", "images")}
+        return Published(_MSMT17.source + ", train images not checked (val left out)", counts)
+    return _BY_NAME.get(ds.name)
 
 
 def is_video(ds: ReIDDataset) -> bool:

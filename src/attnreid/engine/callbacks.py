@@ -139,11 +139,10 @@ class EpochCheckpoint(L.Callback):
                 f"checkpoint was written; last good checkpoint: {last}; try a lower optim.lr "
                 f"or set train.grad_clip"
             )
-        if self.every > 0 and epoch % self.every == 0:
-            trainer.save_checkpoint(self.dirpath / f"epoch{epoch:03d}.ckpt")
-            save_beside_checkpoint(trainer, pl_module, self.dirpath / f"epoch{epoch:03d}.ckpt")
-        trainer.save_checkpoint(self.dirpath / "last.ckpt")
-        save_beside_checkpoint(trainer, pl_module, self.dirpath / "last.ckpt")
+        numbered = [f"epoch{epoch:03d}.ckpt"] if self.every > 0 and epoch % self.every == 0 else []
+        for name in [*numbered, "last.ckpt"]:
+            trainer.save_checkpoint(self.dirpath / name)
+            save_beside_checkpoint(trainer, pl_module, self.dirpath / name)
         if hasattr(pl_module, "last_good_checkpoint"):
             pl_module.last_good_checkpoint = (self.dirpath / "last.ckpt", epoch)
 

@@ -73,18 +73,12 @@ def _distribution(cfg: dict[str, Any], device: torch.device) -> dict[str, Any]:
             f"train.devices={devices} but this machine has {torch.cuda.device_count()} CUDA "
             f"device(s)"
         )
-    if devices == 1 and nodes == 1 and strategy == "auto":
-        return {
-            "accelerator": "gpu" if cuda else "cpu",
-            "devices": [device.index or 0] if cuda else 1,
-            "num_nodes": 1,
-            "strategy": "auto",
-        }
+    single = devices == 1 and nodes == 1 and strategy == "auto"  # no DDP: this one device
     return {
         "accelerator": "gpu" if cuda else "cpu",
-        "devices": devices,
+        "devices": ([device.index or 0] if cuda else 1) if single else devices,
         "num_nodes": nodes,
-        "strategy": "ddp" if strategy == "auto" else strategy,
+        "strategy": "ddp" if strategy == "auto" and not single else strategy,
     }
 
 

@@ -102,11 +102,7 @@ def compute_distance(
     one_of(metric, DISTANCE_METRICS, "metric")
     positive_int(block_size, "block_size")
 
-    device = None
-    for x in (query, gallery):
-        if isinstance(x, torch.Tensor):
-            device = x.device
-            break
+    device = next((x.device for x in (query, gallery) if isinstance(x, torch.Tensor)), None)
     q = _as_feature_tensor(query, "query", device)
     g = _as_feature_tensor(gallery, "gallery", device)
     if q.device != g.device:

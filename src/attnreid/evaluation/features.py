@@ -29,6 +29,7 @@ from torch.utils.data import DataLoader
 
 from attnreid.data.base import ReIDItem
 from attnreid.errors import AttnReidError, wrong_file
+from attnreid.utils.device import eval_mode
 from attnreid.utils.io import atomic_open
 from attnreid.utils.safe_load import open_npz
 
@@ -70,12 +71,10 @@ def extract_features(
     """Run ``model`` (in eval mode) over ``loader``; restores the model's previous mode."""
     device = torch.device(device)
     amp = (device.type == "cuda") if amp is None else amp
-    was_training = model.training
-    model.eval()
     feats, pids, camids, indices, weights = [], [], [], [], []
     video = False
     autocast = torch.autocast(device.type, dtype=torch.float16) if amp else contextlib.nullcontext()
-    try:
+    with eval_mode(model):
         for batch in loader:
             x = batch["image"].to(device, non_blocking=True)
             with autocast:
@@ -92,8 +91,6 @@ def extract_features(
             pids.append(batch["pid"])
             camids.append(batch["camid"])
             indices.append(batch["index"])
-    finally:
-        model.train(was_training)
     items: Sequence[ReIDItem] = loader.dataset.items  # type: ignore[attr-defined]
     index = torch.cat(indices).numpy() if indices else np.zeros(0, dtype=np.int64)
     dim = feats[0].shape[1:] if feats else (0,)

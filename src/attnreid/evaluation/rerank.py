@@ -97,13 +97,17 @@ def _stable_topk(od: np.ndarray, k: int) -> np.ndarray:
     return idx
 
 
-def _normalised(d: np.ndarray, square: bool) -> tuple[np.ndarray, np.ndarray]:
-    """In place: ``d**2`` (``square``) divided by its row maximum; returns ``(d, maximum)``."""
+def _normalised(
+    d: np.ndarray, square: bool, m: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """In place: ``d**2`` (``square``) divided by its row maximum, or by the given maxima
+    ``m``; returns ``(d, maximum)``."""
     if square:
         np.multiply(d, d, out=d)
-    m = d.max(axis=1)  # NaN propagates
-    if np.isnan(m).any():
-        raise ConfigError("re-ranking: the distances contain NaN")
+    if m is None:
+        m = d.max(axis=1)  # NaN propagates
+        if np.isnan(m).any():
+            raise ConfigError("re-ranking: the distances contain NaN")
     np.divide(d, np.where(m > 0, m, np.float32(1))[:, None], out=d)
     return d, m
 
@@ -263,11 +267,7 @@ def iter_rerank(
     v = _query_expansion(v, ranks, k2)
     del ranks, indptr, indices
     for start, stop, jac in _jaccard_blocks(v, q):
-        d = src.query_gallery(start, stop)
-        if square:
-            np.multiply(d, d, out=d)
-        m = rowmax[start:stop]
-        np.divide(d, np.where(m > 0, m, np.float32(1))[:, None], out=d)
+        d, _ = _normalised(src.query_gallery(start, stop), square, rowmax[start:stop])
         yield start, jac * (1 - lambda_value) + d * lambda_value
 
 

@@ -73,6 +73,7 @@ from attnreid.models.ccan_parts import (
 )
 from attnreid.models.registry import ReIDModel, register_model
 from attnreid.utils.checks import one_of, positive_int
+from attnreid.utils.device import eval_mode
 
 GLOBAL_ATTENTIONS = ("ssa", "nonlocal", "none")
 LOCAL_ATTENTIONS = ("cca", "ssa", "nonlocal", "none")
@@ -197,14 +198,9 @@ class CCAN(ReIDModel):
 
     def _map_sizes(self, i1: nn.Module, i2: nn.Module) -> tuple[tuple[int, int], tuple[int, int]]:
         """Sizes of ``Z1`` and ``Z2`` for ``input_size`` (one forward on zeros, eval mode)."""
-        modes = [m.training for m in (i1, i2)]
-        i1.eval()
-        i2.eval()
-        with torch.no_grad():
+        with eval_mode(i1, i2), torch.no_grad():
             z1 = i1(torch.zeros(1, 3, *self.input_size))
             z2 = i2(z1)
-        i1.train(modes[0])
-        i2.train(modes[1])
         return (z1.shape[2], z1.shape[3]), (z2.shape[2], z2.shape[3])
 
     def _check_input(self, x: Tensor) -> None:
@@ -276,13 +272,9 @@ class CCAN(ReIDModel):
         nearest one inside its stripe; without it, the mean attention each position receives.
         """
         query_point = check_query_point(query_point)
-        was_training = self.training
-        self.eval()
         record: _Record = {}
-        try:
+        with eval_mode(self):
             self.branch_features(x, record)
-        finally:
-            self.train(was_training)
         maps: dict[str, Tensor] = {}
         for key, (attention, (m, n), stripe) in record.items():
             if stripe is None:

@@ -56,6 +56,7 @@ from attnreid.models.attention.maps import cell_index
 from attnreid.models.backbones import build_backbone
 from attnreid.models.registry import ReIDModel, register_model
 from attnreid.utils.checks import one_of, positive_int
+from attnreid.utils.device import eval_mode
 
 MATCHINGS = ("full", "intra", "inter", "avgpool")
 EVAL_MODES = ("exact", "two_stage")
@@ -170,9 +171,7 @@ class DuATMBase(ReIDModel):
         if not self.matcher.intra and other is None:
             pair = f"inter-only matching attends across a pair: pass other= {self.inputs}"
             raise ModelError(f"{self.kind}: {pair}")
-        was_training = self.training
-        self.eval()
-        try:
+        with eval_mode(self):
             seq, (h, w) = self.sequence_grid(x)
             q = self.matcher.filters(seq)
             memories = {"intra": seq} if self.matcher.intra else {}
@@ -184,8 +183,6 @@ class DuATMBase(ReIDModel):
                 m = wts[:, cell_index(query_point, h, w)] if query_point else wts.mean(1)
                 out[name] = m.reshape(len(x), *self._map_shape(mem, h, w))
             return out
-        finally:
-            self.train(was_training)
 
     @staticmethod
     def _map_shape(mem: Tensor, h: int, w: int) -> tuple[int, int]:

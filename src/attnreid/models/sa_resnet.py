@@ -61,6 +61,7 @@ from attnreid.models.backbones import build_backbone
 from attnreid.models.heads import BNNeckHead
 from attnreid.models.registry import ReIDModel, register_model
 from attnreid.utils.checks import one_of
+from attnreid.utils.device import eval_mode
 
 ATTENTIONS = ("self", "spatial", "none")
 DISTANCE_NORMS = ("query_max", "query_minmax", "global_max", "none")
@@ -164,17 +165,12 @@ class SAResNet(ReIDModel):
                 f"model {self.model_name or 'sa_resnet'!r} has no attention module "
                 "(attention='none'): there are no attention maps to draw"
             )
-        was_training = self.training
-        self.eval()
-        try:
-            with torch.no_grad():
-                fmap = self.backbone(x)  # (B, D, h, w)
-                if isinstance(self.attention, SpatialAttention):
-                    return {"spatial_attention": self.attention.mask(fmap)}
-                assert isinstance(self.attention, SelfAttention)
-                return {"self_attention": self.attention.maps(fmap, query_point)}
-        finally:
-            self.train(was_training)
+        with eval_mode(self), torch.no_grad():
+            fmap = self.backbone(x)  # (B, D, h, w)
+            if isinstance(self.attention, SpatialAttention):
+                return {"spatial_attention": self.attention.mask(fmap)}
+            assert isinstance(self.attention, SelfAttention)
+            return {"self_attention": self.attention.maps(fmap, query_point)}
 
 
 register_model("sa_resnet")(SAResNet)

@@ -77,6 +77,7 @@ from attnreid.models.backbones import build_backbone
 from attnreid.models.drop import DROP_METHODS, GAMMA_MODES, build_drop
 from attnreid.models.registry import ReIDModel, register_model
 from attnreid.utils.checks import one_of, positive_int
+from attnreid.utils.device import eval_mode
 
 DILATABLE = ("resnet50", "resnet101", "resnet152")
 SONA_HEADS = ("none", "global", "local", "both")
@@ -159,10 +160,8 @@ class SONANet(ReIDModel):
         )
 
         dilate = (backbone in DILATABLE) if dilation is None else dilation
-        if dilate:
-            self.backbone = build_backbone(backbone, pretrained, dilation=True)
-        else:
-            self.backbone = build_backbone(backbone, pretrained, last_stride=last_stride)
+        size: dict[str, Any] = {"dilation": True} if dilate else {"last_stride": last_stride}
+        self.backbone = build_backbone(backbone, pretrained, **size)
         last = len(self.backbone.stages) - 1
         bad = [s for s in stages if not 1 <= s < last]
         if bad:
@@ -253,15 +252,13 @@ class SONANet(ReIDModel):
         in eval mode: with ``query_point=(y, x)`` in [0, 1], the attention of the nearest
         position over all positions; without, the mean attention each position receives.
         A network without SONA returns an empty dict."""
-        was_training = self.training
-        self.eval()
         maps: dict[str, Tensor] = {}
 
         def record(key: str, inp: Tensor) -> None:
             h, w = inp.shape[-2:]
             maps[key] = attention_map(self.sona[key].attention(inp), h, w, query_point)
 
-        try:
+        with eval_mode(self):
             for index, stage in enumerate(self.backbone.stages):
                 x = stage(x)
                 key = f"sona{index}"
@@ -270,8 +267,6 @@ class SONANet(ReIDModel):
                     x = self.sona[key](x)
             for key in self._head_keys.values():
                 record(key, x)
-        finally:
-            self.train(was_training)
         return maps
 
 

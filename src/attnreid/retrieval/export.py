@@ -42,6 +42,7 @@ from torch import Tensor, nn
 from attnreid.data.transforms import IMAGENET_MEAN, IMAGENET_STD
 from attnreid.errors import AttnReidError, ModelError, wrong_file
 from attnreid.utils.checks import one_of
+from attnreid.utils.device import eval_mode
 from attnreid.utils.io import atomic_write
 
 __all__ = [
@@ -63,6 +64,7 @@ ONNX_FILE = "a readable ONNX model (a .onnx file written by attnreid export onnx
 def _export_bytes(model: nn.Module, x: Tensor, exporter: str, opset: int) -> bytes:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
+        common = dict(opset_version=opset, input_names=[INPUT_NAME], output_names=[OUTPUT_NAME])
         if exporter == "torchscript":
             buf = io.BytesIO()
             torch.onnx.export(
@@ -70,21 +72,17 @@ def _export_bytes(model: nn.Module, x: Tensor, exporter: str, opset: int) -> byt
                 (x,),
                 buf,
                 dynamo=False,
-                opset_version=opset,
-                input_names=[INPUT_NAME],
-                output_names=[OUTPUT_NAME],
                 dynamic_axes={INPUT_NAME: {0: "batch"}, OUTPUT_NAME: {0: "batch"}},
+                **common,
             )
             return buf.getvalue()
         program = torch.onnx.export(
             model,
             (x,),
             dynamo=True,
-            opset_version=opset,
-            input_names=[INPUT_NAME],
-            output_names=[OUTPUT_NAME],
             dynamic_shapes=({0: torch.export.Dim("batch", min=1, max=1 << 16)},),
             verbose=False,
+            **common,
         )
         return program.model_proto.SerializeToString()
 
@@ -129,16 +127,14 @@ def export_onnx(
     import onnx
 
     one_of(exporter, EXPORTERS, "ONNX exporter", ModelError)
-    was_training = model.training
-    model = model.cpu().eval()
-    mean = getattr(model, "input_mean", IMAGENET_MEAN)
-    std = getattr(model, "input_std", IMAGENET_STD)
-    wrapped = _Rgb255(model, mean, std).eval()
-    x = torch.rand(2, 3, height, width) * 255
-    order = ["torchscript", "dynamo"] if exporter == "auto" else [exporter]
-    errors = []
-    data = None
-    try:
+    model = model.cpu()
+    with eval_mode(model):
+        mean = getattr(model, "input_mean", IMAGENET_MEAN)
+        std = getattr(model, "input_std", IMAGENET_STD)
+        wrapped = _Rgb255(model, mean, std).eval()
+        x = torch.rand(2, 3, height, width) * 255
+        order = ["torchscript", "dynamo"] if exporter == "auto" else [exporter]
+        errors = []
         for name in order:
             try:
                 proto = onnx.load_from_string(_export_bytes(wrapped, x, name, opset))
@@ -146,13 +142,11 @@ def export_onnx(
                 errors.append(f"{name}: {str(exc).strip().splitlines()[0] if str(exc) else exc!r}")
                 continue
             if [i.name for i in proto.graph.input] == [INPUT_NAME]:
-                data = proto
                 break
             errors.append(f"{name}: the exported graph does not read its input images")
-        if data is None:
+        else:  # no exporter gave a usable graph
             label = getattr(model, "model_name", "") or type(model).__name__
             raise ModelError(f"model {label!r} could not be exported to ONNX ({'; '.join(errors)})")
-        proto = data
         for key, value in _metadata(model, height, width, config).items():
             entry = proto.metadata_props.add()
             entry.key, entry.value = key, value
@@ -163,8 +157,6 @@ def export_onnx(
             ref = wrapped(x).float().numpy()
         got = OnnxModel(path)(x).numpy()
         return float(np.abs(got - ref).max())
-    finally:
-        model.train(was_training)
 
 
 def _metadata(model: nn.Module, height: int, width: int, config: Any) -> dict[str, str]:

@@ -1,8 +1,13 @@
-"""Device selection: ``auto`` uses CUDA when present (with mixed precision), else the CPU."""
+"""Device selection: ``auto`` uses CUDA when present (with mixed precision), else the CPU; and
+the eval-mode context of inference."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 import torch
+from torch import nn
 
 from attnreid.errors import ConfigError
 
@@ -20,3 +25,16 @@ def resolve_device(device: str | torch.device = "auto") -> torch.device:
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise ConfigError(f"device {device!r} requested but CUDA is not available here")
     return dev
+
+
+@contextmanager
+def eval_mode(*modules: nn.Module) -> Iterator[None]:
+    """``modules`` in eval mode for the block; their previous modes are restored afterwards."""
+    modes = [m.training for m in modules]
+    for m in modules:
+        m.eval()
+    try:
+        yield
+    finally:
+        for m, mode in zip(modules, modes):
+            m.train(mode)

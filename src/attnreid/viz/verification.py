@@ -32,22 +32,11 @@ def verification_figure(result: VerificationResult, title: str | None = None) ->
     widths = np.diff(edges)
     impostor = counts / max(counts.sum(), 1) / np.where(widths > 0, widths, 1)
     genuine = np.histogram(result.genuine, edges, density=True)[0] if result.genuine.size else 0
-    ax.stairs(
-        impostor,
-        edges,
-        fill=True,
-        alpha=0.45,
-        color="tab:red",
-        label=f"impostor pairs ({result.num_impostor:,})",
-    )
-    ax.stairs(
-        genuine,
-        edges,
-        fill=True,
-        alpha=0.45,
-        color="tab:green",
-        label=f"genuine pairs ({result.num_genuine:,})",
-    )
+    for density, colour, label in (
+        (impostor, "tab:red", f"impostor pairs ({result.num_impostor:,})"),
+        (genuine, "tab:green", f"genuine pairs ({result.num_genuine:,})"),
+    ):
+        ax.stairs(density, edges, fill=True, alpha=0.45, color=colour, label=label)
     for f, t, tmr in zip(result.fmrs, result.thresholds, result.tmrs):
         if math.isfinite(t):
             ax.axvline(t, color="black", lw=1, ls="--")

@@ -164,17 +164,14 @@ def load_manifest(csv_path: Path, *, allow_outside_paths: bool = False) -> ReIDD
         missing = [c for c in MANIFEST_COLUMNS if c not in cols]
         unknown = [c for c in cols if c not in MANIFEST_COLUMNS + OPTIONAL_COLUMNS]
         if missing or unknown:
+            problems = [
+                f"{kind} column(s) {', '.join(names)}"
+                for kind, names in (("missing", missing), ("unknown", unknown))
+                if names
+            ]
             raise DatasetError(
-                f"custom: manifest {csv_path} has "
-                + "; ".join(
-                    s
-                    for s in (
-                        f"missing column(s) {', '.join(missing)}" if missing else "",
-                        f"unknown column(s) {', '.join(unknown)}" if unknown else "",
-                    )
-                    if s
-                )
-                + f" (expected {', '.join(MANIFEST_COLUMNS)}[, trackid])"
+                f"custom: manifest {csv_path} has {'; '.join(problems)} "
+                f"(expected {', '.join(MANIFEST_COLUMNS)}[, trackid])"
             )
         for line, row in enumerate(reader, start=2):
             values = {}

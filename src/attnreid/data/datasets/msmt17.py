@@ -86,11 +86,7 @@ def msmt17(root: Path, include_val: bool = True) -> ReIDDataset:
     val = read_list(lists["list_val.txt"], base / tr) if include_val else []
     query = read_list(lists["list_query.txt"], base / te)
     gallery = read_list(lists["list_gallery.txt"], base / te)
-    for split, items, where in (
-        ("train", train, lists["list_train.txt"]),
-        ("query", query, lists["list_query.txt"]),
-        ("gallery", gallery, lists["list_gallery.txt"]),
-    ):
-        check_split(items, "msmt17", split, where)
+    for split, items in (("train", train), ("query", query), ("gallery", gallery)):
+        check_split(items, "msmt17", split, lists[f"list_{split}.txt"])
     info = {"version": version, "include_val": include_val, "num_val_images": len(val)}
     return ReIDDataset("msmt17", base, relabel(train + val), query, gallery, "market", info)

@@ -25,7 +25,7 @@ import time
 import uuid
 import warnings
 from concurrent.futures import ProcessPoolExecutor, as_completed
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, fields, replace
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -70,26 +70,16 @@ class SynthConfig:
 
     def validate(self) -> None:
         """Raise :class:`~attnreid.errors.ConfigError` naming the first invalid field."""
-        for name in ("cameras_per_id", "images_per_camera"):  # accept lists (e.g. from JSON)
+        ranges = [f.name for f in fields(self) if f.type != "int"]  # the (low, high) fields
+        for name in ranges:  # accept lists (e.g. from JSON)
             value = getattr(self, name)
             if isinstance(value, list):
                 setattr(self, name, tuple(value))
-        ints = (
-            "num_train_ids",
-            "num_test_ids",
-            "num_cameras",
-            "num_distractors",
-            "num_junk",
-            "height",
-            "width",
-            "seed",
-            "jpeg_quality",
-        )
-        for name in ints:
+        for name in (f.name for f in fields(self) if f.type == "int"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int):
                 raise ConfigError(f"SynthConfig.{name} must be an integer, got {value!r}")
-        for name in ("cameras_per_id", "images_per_camera"):
+        for name in ranges:
             value = getattr(self, name)
             if (
                 not isinstance(value, tuple)

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image, ImageOps
 
-from .identity import Identity
+from .identity import RGB, Identity
 from .parts import Fill, Painter, Pattern, Shape, draw_head, shade, upper_fill
 
 
@@ -132,35 +132,9 @@ def _legs_lower(
     if ident.lower_type == "skirt":
         hem = hip_y + (0.36 + 0.1 * ident.pattern_variant) * (legs[0][2][1] - hip_y)
         flare = hw * 0.7 + abs(legs[0][1][0] - legs[1][1][0]) * 0.3
-        pt.paint(
-            [
-                (
-                    "poly",
-                    [
-                        (cx - hw * 0.5, hip_y - 0.05 * H),
-                        (cx + hw * 0.5, hip_y - 0.05 * H),
-                        (cx + flare, hem),
-                        (cx - flare, hem),
-                    ],
-                )
-            ],
-            ident.lower_color,
-        )
-    elif ident.lower_type != "skirt":
-        pt.paint(
-            [
-                (
-                    "poly",
-                    [
-                        (cx - hw * 0.5, hip_y - 0.05 * H),
-                        (cx + hw * 0.5, hip_y - 0.05 * H),
-                        (cx + hw * 0.5, hip_y + 0.03 * H),
-                        (cx - hw * 0.5, hip_y + 0.03 * H),
-                    ],
-                )
-            ],
-            ident.lower_color,
-        )
+    else:  # the waistband
+        hem, flare = hip_y + 0.03 * H, hw * 0.5
+    pt.paint([_trapezoid(cx, hip_y - 0.05 * H, hw * 0.5, hem, flare)], ident.lower_color)
 
 
 def _arm(
@@ -194,8 +168,21 @@ def _arm(
     )
 
 
+def _trapezoid(x: float, y0: float, half0: float, y1: float, half1: float) -> Shape:
+    """The quadrilateral centred on ``x``: half-width ``half0`` at ``y0``, ``half1`` at ``y1``."""
+    return ("poly", [(x - half0, y0), (x + half0, y0), (x + half1, y1), (x - half1, y1)])
+
+
 def _bag_box(x: float, y: float, w: float, h: float) -> Shape:
-    return ("poly", [(x - w / 2, y), (x + w / 2, y), (x + w / 2, y + h), (x - w / 2, y + h)])
+    return _trapezoid(x, y, w / 2, y + h, w / 2)
+
+
+def _carried_bag(
+    pt: Painter, wrist: tuple, x: float, w: float, h: float, H: float, col: RGB
+) -> None:
+    """A bag hanging from ``wrist`` on a short handle, centred on ``x``."""
+    pt.paint([("line", [wrist, (wrist[0], wrist[1] + 0.04 * H)], 0.006 * H)], shade(col, 0.6))
+    pt.paint([_bag_box(x, wrist[1] + 0.035 * H, w, h)], col)
 
 
 def _draw_frontal(
@@ -290,14 +277,7 @@ def _draw_frontal(
         wrist = (cx + side * (out + 0.01 * H), hip_y + 0.05 * H - 0.08 * H * abs(swing))
         _arm(pt, ident, shoulder, elbow, wrist, H, fill, 0.93)
         if acc == "carried_bag" and side == img_side:
-            pt.paint(
-                [("line", [(wrist[0], wrist[1]), (wrist[0], wrist[1] + 0.04 * H)], 0.006 * H)],
-                shade(acc_col, 0.6),
-            )
-            pt.paint(
-                [_bag_box(wrist[0] + side * 0.01 * H, wrist[1] + 0.035 * H, 0.1 * H, 0.13 * H)],
-                acc_col,
-            )
+            _carried_bag(pt, wrist, wrist[0] + side * 0.01 * H, 0.1 * H, 0.13 * H, H, acc_col)
     if acc == "shoulder_bag":
         pt.paint(
             [_bag_box(cx + img_side * (hw * 0.5 + 0.02 * H), hip_y - 0.04 * H, 0.12 * H, 0.1 * H)],
@@ -307,17 +287,7 @@ def _draw_frontal(
     if ident.hair_style == "long" and not front:  # long hair over the upper back
         hw_ = ident.head_size * H * 0.8
         pt.paint(
-            [
-                (
-                    "poly",
-                    [
-                        (cx - 0.55 * hw_, top + hh * 0.6),
-                        (cx + 0.55 * hw_, top + hh * 0.6),
-                        (cx + 0.6 * hw_, sh_y + 0.08 * H),
-                        (cx - 0.6 * hw_, sh_y + 0.08 * H),
-                    ],
-                )
-            ],
+            [_trapezoid(cx, top + hh * 0.6, 0.55 * hw_, sh_y + 0.08 * H, 0.6 * hw_)],
             ident.hair_color,
         )
 
@@ -435,8 +405,5 @@ def _draw_side(
     elbow, wrist = arm_pts(1)
     _arm(pt, ident, shoulder, elbow, wrist, H, fill, 1.0)
     if acc == "carried_bag" and acc_near:
-        pt.paint(
-            [("line", [wrist, (wrist[0], wrist[1] + 0.04 * H)], 0.006 * H)], shade(acc_col, 0.6)
-        )
-        pt.paint([_bag_box(wrist[0], wrist[1] + 0.035 * H, 0.13 * H, 0.12 * H)], acc_col)
+        _carried_bag(pt, wrist, wrist[0], 0.13 * H, 0.12 * H, H, acc_col)
     draw_head(pt, ident, pose.view, cx + 0.01 * H, top, H, facing=1)

@@ -19,6 +19,7 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
 
 from .camera import Camera
+from .parts import shade
 
 RGB = tuple[int, int, int]
 
@@ -26,10 +27,6 @@ RGB = tuple[int, int, int]
 def _rgb(c: np.ndarray | tuple[float, ...]) -> RGB:
     a = np.clip(np.round(np.asarray(c, dtype=np.float64)), 0, 255).astype(int)
     return int(a[0]), int(a[1]), int(a[2])
-
-
-def _shade(c: RGB | np.ndarray, f: float) -> RGB:
-    return _rgb(np.asarray(c, dtype=np.float64) * f)
 
 
 def _rand_color(rng: np.random.Generator, lo: int = 20, hi: int = 235) -> RGB:
@@ -84,14 +81,14 @@ def _facade(
     if brick:
         row = int(rng.integers(5, 9))
         for y in range(0, hz, row):
-            draw.line((0, y, w, y), fill=_shade(wall, 0.8), width=1)
+            draw.line((0, y, w, y), fill=shade(wall, 0.8), width=1)
             off = (y // row) % 2 * row
             for x in range(off, w, 2 * row + 4):
-                draw.line((x, y, x, y + row), fill=_shade(wall, 0.82), width=1)
+                draw.line((x, y, x, y + row), fill=shade(wall, 0.82), width=1)
     win_w, win_h = int(rng.integers(24, 48)), int(rng.integers(30, 60))
     gap = int(rng.integers(14, 40))
     glass = _rgb(rng.uniform(30, 110, size=3))
-    frame = _shade(wall, rng.uniform(0.5, 1.3))
+    frame = shade(wall, rng.uniform(0.5, 1.3))
     y = int(rng.integers(4, 20))
     while y + win_h < hz - 30:
         x = int(rng.integers(0, gap))
@@ -104,7 +101,7 @@ def _facade(
     for _ in range(int(rng.integers(1, 4))):  # doors and shop signs at street level
         x = int(rng.integers(0, w - 60))
         dw, dh = int(rng.integers(34, 60)), int(rng.integers(60, 100))
-        draw.rectangle((x, hz - dh, x + dw, hz), fill=_shade(_rand_color(rng, 20, 140), 1.0))
+        draw.rectangle((x, hz - dh, x + dw, hz), fill=shade(_rand_color(rng, 20, 140), 1.0))
         draw.rectangle((x - 10, hz - dh - 22, x + dw + 10, hz - dh - 6), fill=_rand_color(rng))
 
 
@@ -112,16 +109,16 @@ def _corridor(
     draw: ImageDraw.ImageDraw, rng: np.random.Generator, w: int, hz: int, wall: RGB
 ) -> None:
     band = int(hz * rng.uniform(0.65, 0.8))
-    draw.rectangle((0, band, w, hz), fill=_shade(wall, rng.uniform(0.55, 0.85)))
+    draw.rectangle((0, band, w, hz), fill=shade(wall, rng.uniform(0.55, 0.85)))
     step = int(rng.integers(50, 110))
     for x in range(int(rng.integers(0, step)), w, step):
-        draw.line((x, 0, x, hz), fill=_shade(wall, 0.78), width=2)
+        draw.line((x, 0, x, hz), fill=shade(wall, 0.78), width=2)
     draw.rectangle((0, 0, w, int(rng.integers(6, 16))), fill=(250, 250, 240))
     for _ in range(int(rng.integers(2, 5))):  # doors
         x = int(rng.integers(0, w - 60))
         dw, dh = int(rng.integers(40, 60)), int(hz * rng.uniform(0.6, 0.85))
         door = _rand_color(rng, 60, 200)
-        draw.rectangle((x - 4, hz - dh - 4, x + dw + 4, hz), fill=_shade(door, 0.6))
+        draw.rectangle((x - 4, hz - dh - 4, x + dw + 4, hz), fill=shade(door, 0.6))
         draw.rectangle((x, hz - dh, x + dw, hz), fill=door)
         draw.ellipse((x + dw - 10, hz - dh // 2, x + dw - 5, hz - dh // 2 + 5), fill=(60, 60, 60))
     for _ in range(int(rng.integers(2, 6))):  # posters
@@ -133,7 +130,7 @@ def _corridor(
 
 
 def _plaza(draw: ImageDraw.ImageDraw, rng: np.random.Generator, w: int, hz: int, wall: RGB) -> None:
-    _vgradient(draw, (0, 0, w, hz), _shade(wall, 1.1), _shade(wall, 0.95), step=6)
+    _vgradient(draw, (0, 0, w, hz), shade(wall, 1.1), shade(wall, 0.95), step=6)
     x = 0
     while x < w:  # distant buildings
         bw, bh = int(rng.integers(40, 120)), int(hz * rng.uniform(0.3, 0.85))
@@ -161,7 +158,7 @@ def _shopfront(
     draw.rectangle((0, sign_h + 4, w, hz - 12), fill=glass)
     shelf = int(rng.integers(22, 34))
     for y in range(sign_h + 12, hz - 20, shelf):
-        draw.line((0, y + shelf - 4, w, y + shelf - 4), fill=_shade(glass, 0.6), width=3)
+        draw.line((0, y + shelf - 4, w, y + shelf - 4), fill=shade(glass, 0.6), width=3)
         x = int(rng.integers(0, 8))
         while x < w:
             pw = int(rng.integers(5, 14))
@@ -172,17 +169,17 @@ def _shopfront(
             x += pw + int(rng.integers(1, 6))
     for _ in range(int(rng.integers(3, 7))):  # reflections
         x = int(rng.integers(0, w))
-        draw.line((x, hz - 12, x + 50, sign_h + 4), fill=_shade(glass, 1.45), width=4)
+        draw.line((x, hz - 12, x + 50, sign_h + 4), fill=shade(glass, 1.45), width=4)
     step = int(rng.integers(80, 140))
     for x in range(0, w, step):
-        draw.rectangle((x, sign_h, x + 6, hz), fill=_shade(wall, 1.2))
+        draw.rectangle((x, sign_h, x + 6, hz), fill=shade(wall, 1.2))
 
 
 def _park(draw: ImageDraw.ImageDraw, rng: np.random.Generator, w: int, hz: int, wall: RGB) -> None:
     _vgradient(draw, (0, 0, w, hz // 3), (200, 214, 226), wall, step=6)
     for _ in range(int(w / 6)):  # foliage
         x, y, r = int(rng.integers(0, w)), int(rng.integers(0, hz)), int(rng.integers(8, 26))
-        draw.ellipse((x - r, y - r, x + r, y + r), fill=_shade(wall, rng.uniform(0.55, 1.35)))
+        draw.ellipse((x - r, y - r, x + r, y + r), fill=shade(wall, rng.uniform(0.55, 1.35)))
     for _ in range(int(rng.integers(2, 6))):
         tx, tw = int(rng.integers(0, w)), int(rng.integers(6, 16))
         draw.rectangle((tx, int(hz * rng.uniform(0.2, 0.6)), tx + tw, hz), fill=(70, 52, 38))
@@ -192,7 +189,7 @@ def _station(
     draw: ImageDraw.ImageDraw, rng: np.random.Generator, w: int, hz: int, wall: RGB
 ) -> None:
     step = int(rng.integers(90, 160))
-    pillar = _shade(wall, rng.uniform(0.6, 0.85))
+    pillar = shade(wall, rng.uniform(0.6, 0.85))
     for x in range(int(rng.integers(0, step)), w, step):
         draw.rectangle((x, 0, x + int(rng.integers(14, 24)), hz), fill=pillar)
     for _ in range(int(rng.integers(1, 3))):  # timetable boards
@@ -228,11 +225,11 @@ def panorama(camera: Camera, width: int, height: int) -> Image.Image:
     hz = int(camera.horizon * ph)
     img = Image.new("RGB", (pw, ph), wall)
     draw = ImageDraw.Draw(img, "RGBA")
-    _vgradient(draw, (0, 0, pw, hz), _shade(wall, 1.06), _shade(wall, 0.9))
+    _vgradient(draw, (0, 0, pw, hz), shade(wall, 1.06), shade(wall, 0.9))
     _KIND_DRAW[camera.scene_kind](draw, rng, pw, hz, wall)
 
-    _vgradient(draw, (0, hz, pw, ph), _shade(floor, 0.9), _shade(floor, 1.08))
-    joint = _shade(floor, rng.uniform(0.7, 0.85))
+    _vgradient(draw, (0, hz, pw, ph), shade(floor, 0.9), shade(floor, 1.08))
+    joint = shade(floor, rng.uniform(0.7, 0.85))
     y, gap = hz + 4, float(rng.uniform(5, 9))
     while y < ph:  # floor joints, spaced wider towards the camera
         draw.line((0, int(y), pw, int(y)), fill=joint, width=1)
@@ -243,7 +240,7 @@ def panorama(camera: Camera, width: int, height: int) -> Image.Image:
         draw.line((vp + (x - vp) * 0.25, hz, x, ph), fill=joint, width=1)
     if camera.scene_kind == "station":
         draw.rectangle((0, hz + (ph - hz) // 3, pw, hz + (ph - hz) // 3 + 8), fill=(220, 190, 40))
-    draw.line((0, hz, pw, hz), fill=_shade(wall, 0.5), width=2)
+    draw.line((0, hz, pw, hz), fill=shade(wall, 0.5), width=2)
 
     for _ in range(int(rng.integers(4, 12))):  # generic clutter: boxes, posters, cables, lamps
         kind = rng.random()
@@ -303,7 +300,7 @@ def draw_occluder(img: Image.Image, kind: str, rng: np.random.Generator) -> None
         x = int(rng.uniform(0.0, 1.0) * (w - pw))
         col = _rgb(rng.uniform(30, 160, size=3))
         draw.rectangle((x, 0, x + pw, h), fill=col)
-        draw.rectangle((x + pw // 4, 0, x + pw // 2, h), fill=_shade(col, 1.35))
+        draw.rectangle((x + pw // 4, 0, x + pw // 2, h), fill=shade(col, 1.35))
         if rng.random() < 0.4:  # a sign on the pole
             sy = int(rng.uniform(0.05, 0.4) * h)
             draw.rectangle((x - pw, sy, x + 2 * pw, sy + int(h * 0.12)), fill=_rand_color(rng))
@@ -312,7 +309,7 @@ def draw_occluder(img: Image.Image, kind: str, rng: np.random.Generator) -> None
         col = _rgb(rng.uniform((90, 50, 20), (180, 130, 80)))
         for i in range(3):
             y = top + i * int(h * 0.05)
-            draw.rectangle((0, y, w, y + int(h * 0.03)), fill=_shade(col, 1.0 - 0.12 * i))
+            draw.rectangle((0, y, w, y + int(h * 0.03)), fill=shade(col, 1.0 - 0.12 * i))
         for x in (int(w * 0.15), int(w * 0.8)):
             draw.rectangle((x, top, x + int(w * 0.06), h), fill=(50, 50, 54))
     elif kind == "car":
@@ -323,7 +320,7 @@ def draw_occluder(img: Image.Image, kind: str, rng: np.random.Generator) -> None
             (-w * 0.5, top + 6, w * 1.5, top + (h - top) * 3.0),
             190,
             350,
-            fill=_shade(col, 1.5),
+            fill=shade(col, 1.5),
             width=3,
         )
     elif kind == "bin":
@@ -333,7 +330,7 @@ def draw_occluder(img: Image.Image, kind: str, rng: np.random.Generator) -> None
         top = int(h * rng.uniform(0.62, 0.78))
         col = _rgb(rng.uniform(20, 120, size=3))
         draw.rectangle((x0, top, x0 + bw, h), fill=col)
-        draw.rectangle((x0 - 3, top - 6, x0 + bw + 3, top + 2), fill=_shade(col, 0.7))
+        draw.rectangle((x0 - 3, top - 6, x0 + bw + 3, top + 2), fill=shade(col, 0.7))
     elif kind == "sign":
         sw = int(w * rng.uniform(0.3, 0.5))
         x0 = int(rng.uniform(-0.2, 0.9) * w)
