@@ -132,7 +132,8 @@ async function loadInfo() {
   const info = await api("/api/info");
   const first = !state.info;
   state.info = info;
-  $("info").textContent = `${info.size} crops · ${info.cameras.length} cameras · model ` +
+  const cams = info.cameras.length;
+  $("info").textContent = `${info.size} crops · ${cams} camera${cams === 1 ? "" : "s"} · model ` +
     `${info.model ?? "?"} · ${info.metric} distance`;
   $("verdicts").textContent = `Verdicts: ${info.verdicts}`;
   $("attention-btn").hidden = !info.attention;
