@@ -111,6 +111,12 @@ def test_export_onnx_then_extract_and_index_with_it(setup, capsys, tmp_path):
         assert a[split].paths == b[split].paths
         ref = b[split].features
         assert float((a[split].features - ref).abs().max()) <= 1e-4 * float(ref.abs().max())
+    evals = []
+    for source in (["--onnx", str(onnx_path)], ["--checkpoint", str(ckpt)]):
+        capsys.readouterr()
+        assert main(["eval", *source, "--json"]) == 0
+        evals.append(json.loads(capsys.readouterr().out))
+    assert evals[0] == pytest.approx(evals[1], abs=1e-6)  # the same ranking, from onnxruntime
     index = tmp_path / "o.index"
     assert main(["index", "build", "--onnx", str(onnx_path), "--folder", str(tmp / "g1"),
                  "-o", str(index)]) == 0  # fmt: skip

@@ -47,11 +47,12 @@ def register(sub: Any) -> None:
     p = sub.add_parser(
         "eval",
         help="evaluate a checkpoint on a dataset's query/gallery protocol",
-        description="Evaluate a trained checkpoint; or, with --untrained, the network a config "
+        description="Evaluate a trained checkpoint or an exported ONNX model (float or INT8); "
+        "or, with --untrained, the network a config "
         "builds before any re-ID training (its model.pretrained backbone and a new head), the "
         "'before training' row of a comparison.",
     )
-    add_model_args(p, ("checkpoint", "untrained"))
+    add_model_args(p, ("checkpoint", "onnx", "untrained"))
     p.add_argument("--json", action="store_true", help="print the metrics as JSON")
     p.add_argument("--rerank", action="store_true", help="k-reciprocal re-ranking (eval.rerank)")
     p.add_argument(
@@ -115,7 +116,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
     from attnreid.evaluation.report import results_table, verification_table
 
     model, cfg = load_model(args)
-    label = f"{cfg['name']} (untrained)" if args.untrained else Path(args.checkpoint).name
+    source = args.checkpoint or args.onnx
+    label = f"{cfg['name']} (untrained)" if args.untrained else Path(source).name
     several = bool(cfg["eval"]["targets"])  # one row per test set, named after it
     rows = []
     for target in load_targets(cfg):
