@@ -73,22 +73,27 @@ def test_loader_from_config(
     )
 
 
+def extract_items(
+    model: nn.Module,
+    items: Sequence[ReIDItem],
+    cfg: dict[str, Any],
+    device: torch.device | str,
+    **loader_options: Any,
+) -> FeatureSet:
+    """Test features of ``items`` (one process), as the config extracts them (its test loader,
+    ``loader_options`` overriding ``batch_size`` / ``workers``; ``eval.flip``: averaged with
+    the mirrored images)."""
+    mean, std = input_stats(model, cfg)
+    loader = test_loader_from_config(items, cfg, mean, std, **loader_options)
+    model.to(device)
+    return extract_features(model, loader, device=device, flip=cfg["eval"]["flip"])
+
+
 def extract_query_gallery(
     model: nn.Module, dataset: ReIDDataset, cfg: dict[str, Any], device: torch.device
 ) -> tuple[FeatureSet, FeatureSet]:
-    """Query and gallery test features of ``model`` (one process), as the config extracts them
-    (``eval.flip``: averaged with the mirrored images)."""
-    mean, std = input_stats(model, cfg)
-    model.to(device)
-    q, g = (
-        extract_features(
-            model,
-            test_loader_from_config(dataset.split(s), cfg, mean, std),
-            device=device,
-            flip=cfg["eval"]["flip"],
-        )
-        for s in ("query", "gallery")
-    )
+    """Query and gallery test features of ``model`` (one process): :func:`extract_items`."""
+    q, g = (extract_items(model, dataset.split(s), cfg, device) for s in ("query", "gallery"))
     return q, g
 
 

@@ -83,9 +83,7 @@ def extract_features(
                     f, w = _clip_features(model, x, batch.get("mask"), flip)
                     weights.append(w)
                 else:
-                    f = model(x)
-                    if flip:
-                        f = (f + model(torch.flip(x, dims=[-1]))) / 2
+                    f = flip_forward(model, x, flip)
                     weights.append(torch.ones(len(f)))
             feats.append(f.float().cpu())
             pids.append(batch["pid"])
@@ -103,6 +101,12 @@ def extract_features(
     return _per_tracklet(out, index, torch.cat(weights)) if video else out
 
 
+def flip_forward(model: nn.Module, x: Tensor, flip: bool) -> Tensor:
+    """``model(x)``, averaged with the features of the mirrored images if ``flip``."""
+    f = model(x)
+    return (f + model(torch.flip(x, dims=[-1]))) / 2 if flip else f
+
+
 def _clip_features(
     model: nn.Module, x: Tensor, mask: Tensor | None, flip: bool
 ) -> tuple[Tensor, Tensor]:
@@ -111,14 +115,9 @@ def _clip_features(
     b, t = x.shape[:2]
     m = torch.ones(b, t) if mask is None else mask.float().cpu()
     if getattr(model, "handles_video", False):
-        f = model(x)  # (B, D): the model consumes the sequence itself
-        if flip:
-            f = (f + model(torch.flip(x, dims=[-1]))) / 2
-        return f, m.sum(1)
-    frames = x.flatten(0, 1)  # (B*T, 3, H, W)
-    f = model(frames)
-    if flip:
-        f = (f + model(torch.flip(frames, dims=[-1]))) / 2
+        # (B, D): the model consumes the sequence itself
+        return flip_forward(model, x, flip), m.sum(1)
+    f = flip_forward(model, x.flatten(0, 1), flip)  # frames (B*T, 3, H, W)
     f = f.float().view(b, t, -1)  # (B, T, D)
     w = m.to(f.device)
     return (f * w[..., None]).sum(1) / w.sum(1, keepdim=True).clamp_min(1), m.sum(1)
@@ -133,13 +132,9 @@ def _per_tracklet(fs: FeatureSet, index: np.ndarray, weights: Tensor) -> Feature
     sums = torch.zeros(len(uniq), fs.features.shape[1]).index_add_(0, inv, fs.features * w[:, None])
     total = torch.zeros(len(uniq)).index_add_(0, inv, w)
     feats = sums / total.clamp_min(1e-12)[:, None]
-    keep = first[order]
-    return FeatureSet(
-        feats[torch.from_numpy(order)],
-        fs.pids[keep],
-        fs.camids[keep],
-        [fs.paths[i] for i in keep],
-    )
+    merged = fs.subset(first[order])  # the metadata of each item's first row
+    merged.features = feats[torch.from_numpy(order)]
+    return merged
 
 
 def save_features(path: str | Path, query: FeatureSet, gallery: FeatureSet | None = None) -> Path:

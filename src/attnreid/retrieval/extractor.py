@@ -26,6 +26,7 @@ from attnreid.data.images import to_rgb
 from attnreid.data.transforms import build_transforms
 from attnreid.errors import ConfigError
 from attnreid.evaluation.evaluate import input_stats
+from attnreid.evaluation.features import flip_forward
 from attnreid.retrieval.export import OnnxModel
 from attnreid.utils.checks import one_of
 from attnreid.utils.device import resolve_device
@@ -122,8 +123,5 @@ class FeatureExtractor:
         out = []
         for start in range(0, x.shape[0], self.batch_size):
             batch = x[start : start + self.batch_size].to(self.device)
-            f = self.model(batch)
-            if self.flip:
-                f = (f + self.model(torch.flip(batch, dims=[-1]))) / 2
-            out.append(f.float().cpu())
+            out.append(flip_forward(self.model, batch, self.flip).float().cpu())
         return torch.cat(out).numpy() if out else np.zeros((0, self.feature_dim), np.float32)

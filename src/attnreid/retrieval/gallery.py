@@ -119,7 +119,7 @@ def scan_folder(
         files = sorted(p for p in root.rglob("*") if p.is_file() and is_image_file(p.name))
     if not files:
         raise DatasetError(f"no images (.jpg, .png, ...) found in {root}")
-    paths, pids, camids, times = [], [], [], []
+    found = []  # (path, pid, camid, time)
     for f in files:
         pid, cam, t = parse_crop_name(f.name)
         if rows is not None:
@@ -128,11 +128,11 @@ def scan_folder(
             pid = v if (v := _number(row, "pid", int, where)) is not None else pid
             cam = v if (v := _number(row, "camid", int, where)) is not None else cam
             t = v if (v := _number(row, "time", float, where)) is not None else t
-        paths.append(str(f.resolve()))
-        pids.append(pid)
-        camids.append(cam)
-        times.append(t)
-    return Crops(paths, np.asarray(pids, np.int64), np.asarray(camids, np.int64), np.asarray(times))
+        found.append((str(f.resolve()), pid, cam, t))
+    paths, pids, camids, times = zip(*found)
+    return Crops(
+        list(paths), np.asarray(pids, np.int64), np.asarray(camids, np.int64), np.asarray(times)
+    )
 
 
 def load_feature_model(
@@ -178,16 +178,10 @@ def extract_crops(
     workers: int | None = None,
 ) -> torch.Tensor:
     """``(N, D)`` float32 features of the images, as the config extracts test features."""
-    from attnreid.evaluation.evaluate import input_stats, test_loader_from_config
-    from attnreid.evaluation.features import extract_features
+    from attnreid.evaluation.evaluate import extract_items
 
     items = crops.items() if isinstance(crops, Crops) else [ReIDItem(str(p), -1, -1) for p in crops]
     if not items:
         raise AttnReidError("no images to extract features from")
-    mean, std = input_stats(model, cfg)
-    loader = test_loader_from_config(
-        items, cfg, mean, std, batch_size=batch_size or None, workers=workers
-    )
-    model.to(device)
-    fs = extract_features(model, loader, device=device, flip=cfg["eval"]["flip"])
+    fs = extract_items(model, items, cfg, device, batch_size=batch_size or None, workers=workers)
     return fs.features

@@ -154,8 +154,9 @@ class GalleryIndex:
 
     def _create(self, first: np.ndarray) -> Any:
         d, metric = self.dim, self._faiss_metric()
+        flat = faiss.IndexFlatIP(d) if self.metric == "cosine" else faiss.IndexFlatL2(d)
         if self.kind == "flat":
-            return faiss.IndexFlatIP(d) if self.metric == "cosine" else faiss.IndexFlatL2(d)
+            return flat
         if self.kind == "hnsw":
             index = faiss.IndexHNSWFlat(d, int(self.params["hnsw_m"]), metric)
             index.hnsw.efSearch = int(self.params["ef_search"])
@@ -164,8 +165,7 @@ class GalleryIndex:
         nlist = self.params["nlist"] or max(1, int(4 * math.sqrt(n)))
         nlist = max(1, min(int(nlist), n // 39 or 1))  # faiss wants >= 39 points per cell
         self.params["nlist"] = nlist
-        quantizer = faiss.IndexFlatIP(d) if self.metric == "cosine" else faiss.IndexFlatL2(d)
-        index = faiss.IndexIVFFlat(quantizer, d, nlist, metric)
+        index = faiss.IndexIVFFlat(flat, d, nlist, metric)  # the flat index quantises
         index.train(first)
         index.nprobe = min(int(self.params["nprobe"]), nlist)
         return index

@@ -68,29 +68,20 @@ class ApiError(Exception):
         self.status, self.reason = status, reason
 
 
-def _int(form: Any, key: str, default: int | None, lo: int | None = None) -> int | None:
+def _number(form: Any, key: str, kind: type, default: Any = None, lo: int | None = None) -> Any:
+    """The form field ``key`` as an ``int`` or a finite ``float`` (``default`` when absent)."""
     raw = form.get(key)
     if raw in (None, ""):
         return default
     try:
-        value = int(raw)
+        value = kind(raw)
     except (TypeError, ValueError):
-        raise ApiError(400, f"{key} must be an integer, got {str(raw)[:40]!r}") from None
+        what = "an integer" if kind is int else "a number"
+        raise ApiError(400, f"{key} must be {what}, got {str(raw)[:40]!r}") from None
+    if kind is float and not math.isfinite(value):
+        raise ApiError(400, f"{key} must be a finite number")
     if lo is not None and value < lo:
         raise ApiError(400, f"{key} must be at least {lo}, got {value}")
-    return value
-
-
-def _float(form: Any, key: str) -> float | None:
-    raw = form.get(key)
-    if raw in (None, ""):
-        return None
-    try:
-        value = float(raw)
-    except (TypeError, ValueError):
-        raise ApiError(400, f"{key} must be a number, got {str(raw)[:40]!r}") from None
-    if not math.isfinite(value):
-        raise ApiError(400, f"{key} must be a finite number")
     return value
 
 
@@ -186,7 +177,7 @@ def create_app(
         return out
 
     async def _query(form: Any) -> tuple[Image.Image, dict[str, Any]]:
-        crop_id = _int(form, "crop_id", None, lo=0)
+        crop_id = _number(form, "crop_id", int, lo=0)
         if crop_id is not None:
             info = _item(crop_id)
             return read_image(info["path"], max_pixels=max_pixels, name=info["name"]), {
@@ -242,8 +233,8 @@ def create_app(
     async def search(request: Request) -> dict[str, Any]:
         form = await _form(request)
         image, query = await _query(form)
-        top = _int(form, "top", 12, lo=1)
-        offset = _int(form, "offset", 0, lo=0)
+        top = _number(form, "top", int, 12, lo=1)
+        offset = _number(form, "offset", int, 0, lo=0)
         raw = str(form.get("cameras") or "").strip()
         try:
             cameras = [int(c) - 1 for c in raw.split(",") if c.strip()] if raw else None
@@ -257,8 +248,8 @@ def create_app(
             top=min(top, 200),
             offset=offset,
             cameras=cameras,
-            time_from=_float(form, "time_from"),
-            time_to=_float(form, "time_to"),
+            time_from=_number(form, "time_from", float),
+            time_to=_number(form, "time_to", float),
             exclude=query["crop"]["id"] if "crop" in query else None,
             verdict=verdicts if verdicts else None,
         )
@@ -273,9 +264,9 @@ def create_app(
         form = await _form(request)
         data, image, suffix, name = await _upload(form)
         pid, cam, t = parse_crop_name(name)
-        pid = _int(form, "pid", pid)
-        camera = _int(form, "camera", cam + 1 if cam >= 0 else None, lo=1)
-        time = _float(form, "time")
+        pid = _number(form, "pid", int, pid)
+        camera = _number(form, "camera", int, cam + 1 if cam >= 0 else None, lo=1)
+        time = _number(form, "time", float)
         item_id = store.add(
             data,
             suffix,

@@ -17,23 +17,30 @@ from typing import IO, Any
 
 
 @contextlib.contextmanager
-def atomic_open(path: str | os.PathLike[str], mode: str = "wb") -> Iterator[IO[Any]]:
-    """Open a temporary sibling of ``path`` for writing; rename it over ``path`` on success."""
-    if "w" not in mode:
-        raise ValueError(f"atomic_open is for writing, got mode {mode!r}")
+def _temporary_sibling(path: str | os.PathLike[str]) -> Iterator[tuple[int, str]]:
+    """``(fd, tmp_path)`` of a new temporary file beside ``path``, renamed over ``path`` when
+    the block ends normally and removed when it raises."""
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
     try:
-        with os.fdopen(fd, mode) as fh:
-            yield fh
-            fh.flush()
-            os.fsync(fh.fileno())
+        yield fd, tmp
         os.replace(tmp, target)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
+
+
+@contextlib.contextmanager
+def atomic_open(path: str | os.PathLike[str], mode: str = "wb") -> Iterator[IO[Any]]:
+    """Open a temporary sibling of ``path`` for writing; rename it over ``path`` on success."""
+    if "w" not in mode:
+        raise ValueError(f"atomic_open is for writing, got mode {mode!r}")
+    with _temporary_sibling(path) as (fd, _), os.fdopen(fd, mode) as fh:
+        yield fh
+        fh.flush()
+        os.fsync(fh.fileno())
 
 
 def atomic_write(path: str | os.PathLike[str], writer: Callable[[str], None]) -> Path:
@@ -42,20 +49,12 @@ def atomic_write(path: str | os.PathLike[str], writer: Callable[[str], None]) ->
     For libraries that insist on writing to a path themselves (``torch.save``,
     ``safetensors.torch.save_file``, ``faiss.write_index``, ``Image.save``).
     """
-    target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-    os.close(fd)
-    try:
+    with _temporary_sibling(path) as (fd, tmp):
+        os.close(fd)
         writer(tmp)
         with open(tmp, "rb+") as fh:
             os.fsync(fh.fileno())
-        os.replace(tmp, target)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
-    return target
+    return Path(path)
 
 
 def atomic_write_text(path: str | os.PathLike[str], text: str) -> Path:
