@@ -100,13 +100,15 @@ def table(data: dict) -> str:
     for plain, attn in PAIRS:
         for key in ("rank1", "mAP"):
             (m1, s1, n1), (m2, s2, n2) = stat(plain, key), stat(attn, key)
+            if min(n1, n2) == 0:
+                continue
             if min(n1, n2) < 2:
-                verdict = "not enough seeds"
+                verdict = "undecided: one seed has no spread to compare with"
             else:
-                verdict = "beyond" if abs(m2 - m1) > s1 + s2 else "within"
+                where = "beyond" if abs(m2 - m1) > s1 + s2 else "within"
+                verdict = f"{where} the seeds' spread {s1 + s2:.1f}"
             lines.append(
-                f"- {attn} vs {plain}, {key}: {m2 - m1:+.1f} ({verdict} the seeds' spread, "
-                f"{n1} and {n2} seeds)"
+                f"- {attn} vs {plain}, {key}: {m2 - m1:+.1f} ({verdict}; {n1} and {n2} seeds)"
             )
     return "\n".join(lines)
 

@@ -17,6 +17,20 @@ PRESETS = sorted(p.stem for p in CONFIG_DIR.glob("*.yaml"))
 
 @pytest.mark.slow
 @pytest.mark.parametrize("preset", PRESETS)
+def test_preset_training_transforms_build_at_its_own_size(preset):
+    """The one-step test below shrinks the sizes; each preset's own training pipeline must
+    build as written (a resize_crop smaller than the input once crashed in a loader worker)."""
+    from PIL import Image
+
+    from attnreid.data.transforms import build_transforms
+
+    d = load_config(preset)["data"]
+    opts = {k: v for k, v in d["transforms"].items() if k != "random_erasing_start_epoch"}
+    tf = build_transforms(d["height"], d["width"], train=True, **opts)
+    assert tuple(tf(Image.new("RGB", (64, 128))).shape) == (3, d["height"], d["width"])
+
+
+@pytest.mark.parametrize("preset", PRESETS)
 def test_preset_trains_one_step(preset, tiny_synth, tmp_path, monkeypatch):
     base = load_config(preset)
     extra = {"train.max_epochs": 1, "train.max_steps_per_epoch": 1}
@@ -70,6 +84,9 @@ def test_osnet_presets_change_only_the_start_and_the_step(preset):
     assert cfg["train"].pop("eval_every") == cfg["train"]["max_epochs"]
     for key in ("height", "width"):
         twin["data"].pop(key)
+    if preset.startswith("ccan"):  # the paper's 288x144 resize before the 256x128 crop
+        assert cfg["data"]["transforms"].pop("resize_crop") == [288, 144]
+        assert twin["data"]["transforms"].pop("resize_crop") == [180, 72]
     twin["train"].pop("eval_every")
     if preset.startswith("osnet"):  # 16 epochs, not 24: the 15-minute budget at 256x128
         assert (cfg["train"].pop("max_epochs"), twin["train"].pop("max_epochs")) == (16, 24)

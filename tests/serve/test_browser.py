@@ -129,7 +129,10 @@ def test_page_in_chromium(server, tiny_synth):
         page = browser.new_page(viewport={"width": 1280, "height": 900})
         page.goto(server)
         page.wait_for_selector("#cameras input")
-        assert page.locator(".card").count() == 12  # the gallery, first page
+        # the gallery's first page arrives by its own request: wait for it (a loaded machine
+        # once showed the camera boxes before the cards)
+        page.wait_for_function("document.querySelectorAll('.card').length > 0")
+        assert page.locator(".card").count() == 12
 
         # upload a query: the expected top-1 crop, marked as a match (max distance 1e-3)
         page.set_input_files("#query-file", str(query))

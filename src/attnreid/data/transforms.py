@@ -160,6 +160,11 @@ def build_transforms(
     one_of(random_erasing_style, RANDOM_ERASING_STYLES, "data.transforms.random_erasing_style")
     ops: list[nn.Module] = [v2.ToImage()]
     if train and resize_crop:
+        if len(resize_crop) != 2 or resize_crop[0] < height or resize_crop[1] < width:
+            raise ConfigError(
+                f"data.transforms.resize_crop {list(resize_crop)} must be two sizes at least "
+                f"the input's {height}x{width} (data.height x data.width): it is cropped to it"
+            )
         ops += [v2.Resize(tuple(resize_crop), antialias=True), v2.RandomCrop((height, width))]
     else:
         ops.append(v2.Resize((height, width), antialias=True))

@@ -76,10 +76,6 @@ class GalleryStore:
             "name": Path(m.paths[item_id]).name,
         }
 
-    def image_file(self, item_id: int) -> Path:
-        """The file of item ``item_id`` (a path the index holds; KeyError otherwise)."""
-        return Path(self.item(item_id)["path"])
-
     def search(
         self,
         feature: np.ndarray,
