@@ -305,3 +305,13 @@ def test_ccan_presets_erase_as_zhong_et_al_and_the_others_as_before():
             assert t["random_erasing_style"] == "zhong" and t["random_erasing"] == 0.5, path
         else:
             assert t["random_erasing_style"] == "torchvision", path
+
+
+def test_resize_crop_smaller_than_the_input_is_refused_in_one_line():
+    """docs/errors.md row 47: refused when the pipeline is built (a ConfigError, one
+    ``error:`` line from the CLI), not by torchvision inside a loader worker."""
+    with pytest.raises(ConfigError, match=r"^data.transforms.resize_crop \[180, 72\] must be two"):
+        build_transforms(256, 128, train=True, resize_crop=[180, 72])
+    with pytest.raises(ConfigError, match=r"input's 256x128 \(data.height x data.width\)"):
+        build_transforms(256, 128, train=True, resize_crop=[288])
+    assert build_transforms(256, 128, train=False, resize_crop=[180, 72])  # tests only resize
