@@ -10,7 +10,8 @@ import pytest
 from attnreid.evaluation.verification import VerificationStats
 
 
-def _brute(d, qp, qc, gp, gc, fmr):
+def brute_verification(d, qp, qc, gp, gc, fmr):
+    """Threshold, true match rate and pair counts at ``fmr``, counted pair by pair."""
     same = qp[:, None] == gp[None, :]
     valid = gp[None, :] != -1
     gen = d[same & (qc[:, None] != gc[None, :]) & valid]
@@ -33,7 +34,7 @@ def test_thresholds_and_rates_equal_brute_force(blocks):
         stats.update(d[rows], qp[rows], qc[rows], gp, gc)
     res = stats.result()
     for f, t, tmr in zip(res.fmrs, res.thresholds, res.tmrs):
-        bt, btmr, n_gen, n_imp = _brute(d, qp, qc, gp, gc, f)
+        bt, btmr, n_gen, n_imp = brute_verification(d, qp, qc, gp, gc, f)
         assert (t, tmr) == (bt, btmr)
         assert (res.num_genuine, res.num_impostor) == (n_gen, n_imp)
     assert res.as_dict()["tpr@fpr=0.01"] == res.tmrs[1]

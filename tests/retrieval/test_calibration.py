@@ -16,19 +16,10 @@ from attnreid.evaluation.evaluate import extract_query_gallery
 from attnreid.retrieval import GalleryIndex
 from attnreid.retrieval.calibration import Verdicts, load_thresholds
 from attnreid.viz.verification import verification_figure
+from tests.evaluation.test_verification import brute_verification
 from tests.retrieval.helpers import fake_checkpoint
 
 pytestmark = pytest.mark.slow
-
-
-def _brute(d, qp, qc, gp, gc, fmr):
-    same = qp[:, None] == gp[None, :]
-    valid = gp[None, :] != -1
-    gen = d[same & (qc[:, None] != gc[None, :]) & valid]
-    imp = np.sort(d[~same & valid])
-    k = math.floor(fmr * imp.size)
-    t = float(imp[k - 1]) if k else -math.inf
-    return t, float((gen <= t).mean())
 
 
 def test_calibrate_index_search(tiny_synth, tmp_path, capsys):
@@ -39,7 +30,7 @@ def test_calibrate_index_search(tiny_synth, tmp_path, capsys):
     q, g = extract_query_gallery(model, load_dataset(cfg), cfg, "cpu")
     d = compute_distance(q.features, g.features, metric="cosine").numpy().astype(np.float64)
     for fmr in ("0.1", "0.01"):
-        t, tpr = _brute(d, q.pids, q.camids, g.pids, g.camids, float(fmr))
+        t, tpr, _, _ = brute_verification(d, q.pids, q.camids, g.pids, g.camids, float(fmr))
         assert cal["tpr"][fmr] == tpr
         assert cal["thresholds"].get(fmr, -math.inf) == t
     assert cal["metric"] == "cosine" and cal["num_impostor"] > 0
@@ -118,7 +109,8 @@ def test_eval_reports_the_verification_view(tiny_synth, tmp_path, capsys):
     q, g = extract_query_gallery(model, load_dataset(cfg), cfg, "cpu")
     d = compute_distance(q.features, g.features, metric="euclidean").numpy().astype(np.float64)
     for fmr in (0.2, 0.05):
-        assert metrics[f"tpr@fpr={fmr:g}"] == _brute(d, q.pids, q.camids, g.pids, g.camids, fmr)[1]
+        _, tpr, _, _ = brute_verification(d, q.pids, q.camids, g.pids, g.camids, fmr)
+        assert metrics[f"tpr@fpr={fmr:g}"] == tpr
     assert (tmp_path / "v.png").is_file()
     from attnreid.evaluation.scoring import Scorer
 
