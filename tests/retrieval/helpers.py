@@ -46,3 +46,12 @@ def fake_checkpoint(
         path,
     )
     return path
+
+
+def build_index(checkpoint: Path, folder: Path, out: Path) -> Path:
+    """``attnreid index build --checkpoint CHECKPOINT --folder FOLDER -o OUT`` (must succeed)."""
+    from attnreid.cli.main import main
+
+    argv = ["index", "build", "--checkpoint", checkpoint, "--folder", folder, "-o", out]
+    assert main([str(a) for a in argv]) == 0
+    return out

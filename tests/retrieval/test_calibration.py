@@ -17,7 +17,7 @@ from attnreid.retrieval import GalleryIndex
 from attnreid.retrieval.calibration import Verdicts, load_thresholds
 from attnreid.viz.verification import verification_figure
 from tests.evaluation.test_verification import brute_verification
-from tests.retrieval.helpers import fake_checkpoint
+from tests.retrieval.helpers import build_index, fake_checkpoint
 
 pytestmark = pytest.mark.slow
 
@@ -36,43 +36,13 @@ def test_calibrate_index_search(tiny_synth, tmp_path, capsys):
     assert cal["metric"] == "cosine" and cal["num_impostor"] > 0
 
     # index build copies it; search turns distances into verdicts with it
-    index_file = tmp_path / "g.index"
-    assert (
-        main(
-            [
-                "index",
-                "build",
-                "--checkpoint",
-                str(ckpt),
-                "--folder",
-                str(tiny_synth / "bounding_box_test"),
-                "-o",
-                str(index_file),
-            ]
-        )
-        == 0
-    )
+    index_file = build_index(ckpt, tiny_synth / "bounding_box_test", tmp_path / "g.index")
     index = GalleryIndex.load(index_file)
     assert load_thresholds(None, index) == cal["thresholds"]
     query = sorted((tiny_synth / "query").iterdir())[0]
     capsys.readouterr()
-    assert (
-        main(
-            [
-                "search",
-                "--index",
-                str(index_file),
-                "--image",
-                str(query),
-                "--top",
-                "20",
-                "--fmr",
-                "0.1",
-                "--json",
-            ]
-        )
-        == 0
-    )
+    search = ["search", "--index", str(index_file), "--image", str(query)]
+    assert main([*search, "--top", "20", "--fmr", "0.1", "--json"]) == 0
     hits = json.loads(capsys.readouterr().out)[0]["hits"]
     strict, loose = cal["thresholds"]["0.1"], None
     judge = Verdicts(cal["thresholds"], fmr=0.1)
@@ -82,20 +52,7 @@ def test_calibrate_index_search(tiny_synth, tmp_path, capsys):
     ]
     # a calibration of other distances is refused
     (tmp_path / "other.json").write_text(json.dumps({"metric": "euclidean", "thresholds": {}}))
-    assert (
-        main(
-            [
-                "search",
-                "--index",
-                str(index_file),
-                "--image",
-                str(query),
-                "--calibration",
-                str(tmp_path / "other.json"),
-            ]
-        )
-        == 2
-    )
+    assert main([*search, "--calibration", str(tmp_path / "other.json")]) == 2
     assert "is for euclidean distances, the index's are cosine" in capsys.readouterr().err
 
 

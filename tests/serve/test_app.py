@@ -13,12 +13,11 @@ import torch
 from fastapi.testclient import TestClient
 from PIL import Image
 
-from attnreid.cli.main import main
 from attnreid.errors import AttnReidError
 from attnreid.retrieval import GalleryIndex
 from attnreid.retrieval.extractor import FeatureExtractor
 from attnreid.serve import GalleryStore, Verdicts, create_app
-from tests.retrieval.helpers import fake_checkpoint
+from tests.retrieval.helpers import build_index, fake_checkpoint
 
 
 @pytest.fixture(scope="module")
@@ -26,24 +25,8 @@ def served(tiny_synth: Path, tmp_path_factory: pytest.TempPathFactory):
     """A gallery index of the tiny synthetic gallery and the features of every file."""
     tmp = tmp_path_factory.mktemp("serve")
     ckpt = fake_checkpoint(tmp / "m.ckpt", tiny_synth)
-    gallery = tiny_synth / "bounding_box_test"
-    assert (
-        main(
-            [
-                "index",
-                "build",
-                "--checkpoint",
-                str(ckpt),
-                "--folder",
-                str(gallery),
-                "-o",
-                str(tmp / "g.index"),
-            ]
-        )
-        == 0
-    )
-    extractor = FeatureExtractor.load(ckpt)
-    return tmp / "g.index", extractor
+    index = build_index(ckpt, tiny_synth / "bounding_box_test", tmp / "g.index")
+    return index, FeatureExtractor.load(ckpt)
 
 
 @pytest.fixture

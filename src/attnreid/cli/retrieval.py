@@ -101,13 +101,6 @@ def register(sub: Any) -> None:
     o.set_defaults(func=cmd_export_onnx)
 
 
-def _device(model: Any, cfg: dict[str, Any]) -> Any:
-    from attnreid.retrieval.export import OnnxModel
-    from attnreid.utils.device import resolve_device
-
-    return "cpu" if isinstance(model, OnnxModel) else resolve_device(cfg["device"])
-
-
 def cmd_index_build(args: argparse.Namespace) -> int:
     import numpy as np
 
@@ -137,7 +130,6 @@ def cmd_index_build(args: argparse.Namespace) -> int:
         model,
         cfg,
         crops,
-        device=_device(model, cfg),
         batch_size=args.batch_size,
         workers=args.workers,
     )
@@ -187,7 +179,7 @@ def cmd_search(args: argparse.Namespace) -> int:
     index = GalleryIndex.load(args.index)
     model, cfg = load_index_model(args, index)
     judge = verdicts(args, index)
-    feats = extract_crops(model, cfg, args.image, device=_device(model, cfg), workers=0)
+    feats = extract_crops(model, cfg, args.image, workers=0)
     results = index.search(feats, args.top)
     if args.json:
         out = [

@@ -35,12 +35,10 @@ def calibrate(model: nn.Module, cfg: dict[str, Any], fmrs: Sequence[float]) -> d
     from attnreid.engine.build import load_targets
     from attnreid.evaluation.evaluate import extract_query_gallery
     from attnreid.evaluation.scoring import Scorer
-    from attnreid.retrieval.export import OnnxModel
-    from attnreid.utils.device import resolve_device
+    from attnreid.utils.device import model_device
 
     dataset = load_targets(cfg)[0]
-    device = "cpu" if isinstance(model, OnnxModel) else resolve_device(cfg["device"])
-    query, gallery = extract_query_gallery(model, dataset, cfg, device)
+    query, gallery = extract_query_gallery(model, dataset, cfg, model_device(model, cfg["device"]))
     metric = Scorer.from_config(model, cfg["eval"]).index_metric
     result = Scorer(None, metric=metric, fmrs=fmrs).score(query, gallery, dataset.eval_mode)
     v = result.verification

@@ -234,6 +234,8 @@ class OnnxModel(nn.Module):
     follows ``OMP_NUM_THREADS``).
     """
 
+    runs_on_cpu = True  # utils.device.model_device: onnxruntime's CPU provider
+
     def __init__(self, path: str | Path, threads: int | None = None) -> None:
         super().__init__()
         import onnxruntime as ort

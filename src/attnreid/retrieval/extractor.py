@@ -27,9 +27,8 @@ from attnreid.data.transforms import build_transforms
 from attnreid.errors import ConfigError
 from attnreid.evaluation.evaluate import input_stats
 from attnreid.evaluation.features import flip_forward
-from attnreid.retrieval.export import OnnxModel
 from attnreid.utils.checks import one_of
-from attnreid.utils.device import resolve_device
+from attnreid.utils.device import model_device
 
 __all__ = ["FeatureExtractor"]
 
@@ -79,8 +78,7 @@ class FeatureExtractor:
         if cfg is None:
             raise ConfigError("FeatureExtractor needs the model's config (model.config is None)")
         self.config = cfg
-        onnx = isinstance(model, OnnxModel)  # onnxruntime runs on the CPU
-        self.device = torch.device("cpu") if onnx else resolve_device(device)
+        self.device = model_device(model, device)
         self.model = model.to(self.device).eval()
         mean, std = input_stats(model, cfg)
         self.transform = build_transforms(

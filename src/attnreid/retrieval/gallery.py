@@ -173,13 +173,16 @@ def extract_crops(
     cfg: dict[str, Any],
     crops: Crops | Sequence[str],
     *,
-    device: str | torch.device = "cpu",
+    device: str | torch.device | None = None,
     batch_size: int | None = None,
     workers: int | None = None,
 ) -> torch.Tensor:
-    """``(N, D)`` float32 features of the images, as the config extracts test features."""
+    """``(N, D)`` float32 features of the images, as the config extracts test features
+    (``device`` None: the config's, the CPU for an onnxruntime model)."""
     from attnreid.evaluation.evaluate import extract_items
+    from attnreid.utils.device import model_device
 
+    device = model_device(model, cfg["device"]) if device is None else device
     items = crops.items() if isinstance(crops, Crops) else [ReIDItem(str(p), -1, -1) for p in crops]
     if not items:
         raise AttnReidError("no images to extract features from")

@@ -12,6 +12,12 @@ from torch import nn
 from attnreid.errors import ConfigError
 
 
+def model_device(model: object, device: str | torch.device = "auto") -> torch.device:
+    """Where ``model`` runs: the CPU for a model that says ``runs_on_cpu`` (an onnxruntime
+    :class:`~attnreid.retrieval.export.OnnxModel`), else :func:`resolve_device` of ``device``."""
+    return torch.device("cpu") if getattr(model, "runs_on_cpu", False) else resolve_device(device)
+
+
 def resolve_device(device: str | torch.device = "auto") -> torch.device:
     """``auto`` -> ``cuda`` if available else ``cpu``; ``cuda`` without a GPU is an error."""
     if isinstance(device, torch.device):
