@@ -28,6 +28,18 @@ def test_version_and_help(capsys):
     assert "resnet50" in capsys.readouterr().out
 
 
+def test_synth_options_reach_the_generator(capsys, tmp_path):
+    argv = ["synth", "--root", str(tmp_path / "s"), "--train-ids", "3", "--test-ids", "2"]
+    assert main([*argv, "--cameras", "2", "--seed", "5"]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    keys = ("num_train_ids", "num_test_ids", "num_cameras", "seed")
+    assert [summary["config"][k] for k in keys] == [3, 2, 2, 5]
+    assert summary["train"]["identities"] == 3 and summary["query"]["identities"] == 2
+    assert main(["synth", "--root", str(tmp_path / "t"), "--cameras", "0"]) == 2
+    assert "SynthConfig.num_cameras must be 2..9" in capsys.readouterr().err
+    assert not (tmp_path / "t").exists()
+
+
 def test_user_errors_are_one_line(capsys, tmp_path):
     assert main(["train", "-c", "demo", "optim.lrr=1"]) == 2
     err = capsys.readouterr().err.strip()

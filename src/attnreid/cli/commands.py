@@ -69,10 +69,10 @@ def register(sub: Any) -> None:
 
     p = sub.add_parser("synth", help="generate the embedded synthetic dataset (Market-1501 layout)")
     p.add_argument("--root", default="data/synth", help="output folder (default: data/synth)")
-    p.add_argument("--train-ids", type=int, default=None, help="training identities")
-    p.add_argument("--test-ids", type=int, default=None, help="test identities")
-    p.add_argument("--cameras", type=int, default=None, help="number of cameras")
-    p.add_argument("--seed", type=int, default=None, help="random seed")
+    p.add_argument("--train-ids", dest="num_train_ids", type=int, help="training identities")
+    p.add_argument("--test-ids", dest="num_test_ids", type=int, help="test identities")
+    p.add_argument("--cameras", dest="num_cameras", type=int, help="number of cameras")
+    p.add_argument("--seed", type=int, help="random seed")
     p.add_argument("--overwrite", action="store_true", help="replace an existing dataset")
     p.set_defaults(func=cmd_synth)
 
@@ -170,15 +170,8 @@ def cmd_extract(args: argparse.Namespace) -> int:
 def cmd_synth(args: argparse.Namespace) -> int:
     from attnreid.data.synth import SynthConfig, generate_synthetic_reid
 
-    cfg = SynthConfig()
-    for attr, value in (
-        ("num_train_ids", args.train_ids),
-        ("num_test_ids", args.test_ids),
-        ("num_cameras", args.cameras),
-        ("seed", args.seed),
-    ):
-        if value is not None:
-            setattr(cfg, attr, value)
+    given = {k: getattr(args, k) for k in ("num_train_ids", "num_test_ids", "num_cameras", "seed")}
+    cfg = SynthConfig(**{k: v for k, v in given.items() if v is not None})
     summary = generate_synthetic_reid(
         args.root, cfg, overwrite=args.overwrite, progress=sys.stderr.isatty()
     )

@@ -80,10 +80,9 @@ class EpochLog(L.Callback):
             return
         m = trainer.callback_metrics
         loss = m.get("loss_epoch", m.get("loss"))
-        lr = self.lr
         print(
             f"[train] epoch {trainer.current_epoch + 1}/{trainer.max_epochs}"
-            f"  loss {float(loss):.4f}  lr {lr:.2e}  {time.perf_counter() - self.t0:.1f} s",
+            f"  loss {float(loss):.4f}  lr {self.lr:.2e}  {time.perf_counter() - self.t0:.1f} s",
             file=sys.stderr,
             flush=True,
         )
@@ -102,11 +101,8 @@ class TransformSchedule(L.Callback):
         self.stages = sorted(stages, key=lambda s: s[0])
 
     def transform_at(self, epoch: int) -> Any:
-        current = self.stages[0][1]
-        for first, tf in self.stages:
-            if epoch >= first:
-                current = tf
-        return current
+        started = [tf for first, tf in self.stages if epoch >= first]
+        return started[-1] if started else self.stages[0][1]
 
     def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         loader = trainer.train_dataloader
@@ -193,9 +189,7 @@ class FreezeBackbone(L.Callback):
     ) -> None:
         backbone = getattr(getattr(pl_module, "model", None), "backbone", None)
         if not isinstance(backbone, nn.Module):
-            raise ConfigError(
-                "train.freeze_backbone_epochs needs a model with a 'backbone' module"
-            )
+            raise ConfigError("train.freeze_backbone_epochs needs a model with a 'backbone' module")
         frozen = trainer.current_epoch < self.epochs
         for p in backbone.parameters():
             p.requires_grad_(not frozen)

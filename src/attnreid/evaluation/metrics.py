@@ -174,11 +174,6 @@ def _as_ids(x: Any, name: str) -> np.ndarray:
     return a
 
 
-def _positive(value: Any, name: str) -> int:
-    """:func:`~attnreid.utils.checks.positive_int`, numpy integers included."""
-    return positive_int(value.item() if isinstance(value, np.integer) else value, name)
-
-
 def _check_no_nan(block: np.ndarray, first_row: int) -> None:
     if np.issubdtype(block.dtype, np.floating):
         bad = np.isnan(block).any(axis=1)
@@ -365,9 +360,9 @@ def rank_blocks(
     result does not depend on the blocks (the per-query statistics, the sub-blocks and the order
     of the CUHK03 draws are the same). Arguments and errors as :func:`evaluate_rank`."""
     one_of(mode, EVAL_MODES, "evaluation mode")
-    max_rank = _positive(max_rank, "max_rank")
-    query_block = _positive(query_block, "query_block")
-    num_repeats = _positive(num_repeats, "num_repeats")
+    max_rank = positive_int(max_rank, "max_rank")
+    query_block = positive_int(query_block, "query_block")
+    num_repeats = positive_int(num_repeats, "num_repeats")
     qp, gp = _as_ids(q_pids, "q_pids"), _as_ids(g_pids, "g_pids")
     qc, gc = _as_ids(q_camids, "q_camids"), _as_ids(g_camids, "g_camids")
     num_q, num_g = qp.shape[0], gp.shape[0]

@@ -27,12 +27,11 @@ with probability ``p``, then divided by their sum. If every weight of a sequence
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 from attnreid.errors import ConfigError
 from attnreid.losses.composite import register_loss
-from attnreid.losses.triplet import hard_example_mining
+from attnreid.losses.triplet import batch_hard_triplet, check_margin
 
 
 class MatchingTripletLoss(nn.Module):
@@ -43,9 +42,7 @@ class MatchingTripletLoss(nn.Module):
 
     def __init__(self, margin: float | None = 0.2) -> None:
         super().__init__()
-        if margin is not None and margin < 0:
-            raise ConfigError(f"matching triplet margin must be >= 0 or null, got {margin}")
-        self.margin = margin
+        self.margin = check_margin(margin, "matching triplet")
 
     def forward(self, dist: Tensor, labels: Tensor) -> Tensor:
         # dist: (B, B), labels: (B,)
@@ -54,13 +51,7 @@ class MatchingTripletLoss(nn.Module):
                 f"matching triplet loss needs a (B, B) distance matrix for {len(labels)} "
                 f"labels, got shape {tuple(dist.shape)}"
             )
-        d_ap, d_an, valid = hard_example_mining(dist.float(), labels)
-        if not valid.any():
-            return dist.sum() * 0.0
-        d_ap, d_an = d_ap[valid], d_an[valid]
-        if self.margin is None:
-            return F.softplus(d_ap - d_an).mean()
-        return F.relu(d_ap - d_an + self.margin).mean()
+        return batch_hard_triplet(dist, labels, self.margin)
 
     def extra_repr(self) -> str:
         return f"margin={self.margin}"

@@ -51,6 +51,21 @@ def hard_example_mining(dist: Tensor, labels: Tensor) -> tuple[Tensor, Tensor, T
     return d_ap, d_an, valid
 
 
+def check_margin(margin: float | None, what: str) -> float | None:
+    if margin is not None and margin < 0:
+        raise ConfigError(f"{what} margin must be >= 0 or null (soft margin), got {margin}")
+    return margin
+
+
+def batch_hard_triplet(dist: Tensor, labels: Tensor, margin: float | None) -> Tensor:
+    """Mean batch-hard triplet loss of a ``(N, N)`` distance matrix; soft when ``margin=None``."""
+    d_ap, d_an, valid = hard_example_mining(dist.float(), labels)
+    if not valid.any():
+        return dist.sum() * 0.0
+    gap = d_ap[valid] - d_an[valid]
+    return F.softplus(gap).mean() if margin is None else F.relu(gap + margin).mean()
+
+
 class TripletLoss(nn.Module):
     """Batch-hard triplet loss with a hard (``margin`` > 0) or soft (``margin=None``) margin."""
 
@@ -58,23 +73,15 @@ class TripletLoss(nn.Module):
         self, margin: float | None = 0.3, metric: str = "euclidean", normalize: bool = False
     ) -> None:
         super().__init__()
-        if margin is not None and margin < 0:
-            raise ConfigError(f"triplet margin must be >= 0 or null (soft margin), got {margin}")
-        one_of(metric, METRICS, "triplet metric")
-        self.margin, self.metric, self.normalize = margin, metric, normalize
+        self.margin, self.normalize = check_margin(margin, "triplet"), normalize
+        self.metric = one_of(metric, METRICS, "triplet metric")
 
     def forward(self, feats: Tensor, labels: Tensor) -> Tensor:
         # feats: (N, D), labels: (N,)
         if self.normalize:
             feats = F.normalize(feats, dim=1)
-        dist = pairwise_distance(feats.float(), self.metric)
-        d_ap, d_an, valid = hard_example_mining(dist, labels)
-        if not valid.any():
-            return feats.sum() * 0.0
-        d_ap, d_an = d_ap[valid], d_an[valid]
-        if self.margin is None:
-            return F.softplus(d_ap - d_an).mean()
-        return F.relu(d_ap - d_an + self.margin).mean()
+        dist = pairwise_distance(feats.float(), self.metric)  # (N, N)
+        return batch_hard_triplet(dist, labels, self.margin)
 
     def extra_repr(self) -> str:
         return f"margin={self.margin}, metric={self.metric!r}"

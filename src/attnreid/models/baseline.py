@@ -38,9 +38,7 @@ class Baseline(ReIDModel):
         one_of(eval_feature, ("after_bn", "before_bn"), "baseline: eval_feature", ModelError)
         self.backbone = build_backbone(backbone, pretrained, last_stride=last_stride)
         self.pooling, self.eval_feature = pooling, eval_feature
-        self.feature_dim = self.backbone.out_channels
-        self.num_classes = num_classes
-        self.input_mean, self.input_std = self.backbone.mean, self.backbone.std
+        self.set_output(self.backbone.out_channels, num_classes, self.backbone)
         self.head = BNNeckHead(self.feature_dim, num_classes, bnneck=bnneck)
 
     def pool(self, fmap: Tensor) -> Tensor:

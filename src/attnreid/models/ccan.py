@@ -192,9 +192,7 @@ class CCAN(ReIDModel):
                 c3 * k_p, d, num_classes, pool_bn=pool_bn, embed_bn_relu=embed_bn_relu
             )
         self.heads = nn.ModuleDict(heads)
-        self.feature_dim = d * len(heads)
-        self.num_classes = num_classes
-        self.input_mean, self.input_std = net.mean, net.std
+        self.set_output(d * len(heads), num_classes, net)
 
     def _map_sizes(self, i1: nn.Module, i2: nn.Module) -> tuple[tuple[int, int], tuple[int, int]]:
         """Sizes of ``Z1`` and ``Z2`` for ``input_size`` (one forward on zeros, eval mode)."""

@@ -104,9 +104,7 @@ class DuATMBase(ReIDModel):
         self.matching, self.drop_prob = matching, drop_prob
         self.eval_mode, self.rerank_k, self.block_size = eval_mode, rerank_k, block_size
         self.dim = dim
-        self.feature_dim = dim
-        self.num_classes = num_classes
-        self.input_mean, self.input_std = self.backbone.mean, self.backbone.std
+        self.set_output(dim, num_classes, self.backbone)
         self.matcher = DualAttention(dim, matching) if matching != "avgpool" else None
         self.classifier = nn.Linear(dim, num_classes)  # eq. 8's FC layer (theta)
 

@@ -70,9 +70,7 @@ class OSNetReID(ReIDModel):
         super().__init__()
         one_of(backbone, OSNET_NAMES, "osnet: backbone", ModelError)
         self.backbone = build_backbone(backbone, "none", last_stride=last_stride)
-        self.feature_dim = _FEATURE_DIM
-        self.num_classes = num_classes
-        self.input_mean, self.input_std = self.backbone.mean, self.backbone.std
+        self.set_output(_FEATURE_DIM, num_classes, self.backbone)
         self.fc = nn.Sequential(
             nn.Linear(self.backbone.out_channels, _FEATURE_DIM),
             nn.BatchNorm1d(_FEATURE_DIM),

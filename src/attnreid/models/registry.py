@@ -20,7 +20,7 @@ from attnreid.utils.checks import did_you_mean, positive_int
 
 
 class ReIDModel(nn.Module):
-    """Base class: subclasses set ``feature_dim`` and ``num_classes`` and implement forward."""
+    """Base class: subclasses call :meth:`set_output` and implement forward."""
 
     feature_dim: int
     num_classes: int
@@ -31,6 +31,11 @@ class ReIDModel(nn.Module):
     #: The config the model was built from or trained with (None: built by ``build_model``):
     #: its test settings are what :func:`attnreid.evaluate` uses.
     config: dict[str, Any] | None = None
+
+    def set_output(self, feature_dim: int, num_classes: int, backbone: nn.Module) -> None:
+        """Record the test feature size, the class count and the backbone's input normalisation."""
+        self.feature_dim, self.num_classes = feature_dim, num_classes
+        self.input_mean, self.input_std = backbone.mean, backbone.std
 
     def compute_distance(self, query: Tensor, gallery: Tensor) -> Tensor | None:
         """A model-specific query x gallery distance, or None to use the configured metric."""

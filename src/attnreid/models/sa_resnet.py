@@ -69,6 +69,7 @@ DISTANCE_NORMS = ("query_max", "query_minmax", "global_max", "none")
 
 class SAResNet(ReIDModel):
     """Backbone -> attention on the last map -> GAP -> classifier (see the module docstring)."""
+
     own_distance = property(lambda self: self.distance_norm != "none")  # "none": the metric ranks
 
     def __init__(
@@ -117,11 +118,8 @@ class SAResNet(ReIDModel):
             )
         else:
             self.attention = nn.Identity()
-        self.bnneck = bnneck
-        self.distance_norm = distance_norm
-        self.feature_dim = dim
-        self.num_classes = num_classes
-        self.input_mean, self.input_std = self.backbone.mean, self.backbone.std
+        self.bnneck, self.distance_norm = bnneck, distance_norm
+        self.set_output(dim, num_classes, self.backbone)
         self.head = BNNeckHead(dim, num_classes, bnneck=bnneck)
 
     def feature_map(self, x: Tensor) -> Tensor:

@@ -211,9 +211,7 @@ class SONANet(ReIDModel):
         ):
             _init_head(head)
 
-        self.feature_dim = global_dim + local_dim
-        self.num_classes = num_classes
-        self.input_mean, self.input_std = self.backbone.mean, self.backbone.std
+        self.set_output(global_dim + local_dim, num_classes, self.backbone)
 
     # ------------------------------------------------------------------ forward
     def feature_map(self, x: Tensor) -> Tensor:

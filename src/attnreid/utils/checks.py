@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import difflib
 from collections.abc import Iterable
+from numbers import Integral
 from typing import Any, TypeVar
 
 from attnreid.errors import AttnReidError, ConfigError
@@ -42,8 +43,8 @@ def one_of(
 
 
 def positive_int(value: Any, what: str, error: type[AttnReidError] = ConfigError) -> int:
-    """``value`` if it is an integer >= 1 (not a bool), else ``error("{what} must be a
-    positive integer, got x")``."""
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+    """``int(value)`` if it is an integer >= 1 (numpy integers too, not a bool), else
+    ``error("{what} must be a positive integer, got x")``."""
+    if isinstance(value, bool) or not isinstance(value, Integral) or value < 1:
         raise error(f"{what} must be a positive integer, got {value!r}")
-    return value
+    return int(value)
