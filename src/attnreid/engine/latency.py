@@ -22,6 +22,7 @@ import sys
 import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
+from typing import Any
 
 import torch
 from torch import nn
@@ -116,17 +117,7 @@ def measure_latencies(
     return out
 
 
-def measure_latency(
-    model: nn.Module,
-    height: int,
-    width: int,
-    *,
-    batch: int = 1,
-    repeats: int = 30,
-    warmup: int = 5,
-    device: torch.device | str = "cpu",
-) -> Latency:
-    """Median forward time of one model (see :func:`measure_latencies`)."""
-    return measure_latencies(
-        [model], [(height, width)], batch=batch, repeats=repeats, warmup=warmup, device=device
-    )[0]
+def measure_latency(model: nn.Module, height: int, width: int, **options: Any) -> Latency:
+    """Median forward time of one model; ``options`` (batch, repeats, warmup, device) as in
+    :func:`measure_latencies`."""
+    return measure_latencies([model], [(height, width)], **options)[0]

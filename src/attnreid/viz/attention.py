@@ -17,6 +17,7 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -134,14 +135,9 @@ def draw_attention(
     image: Image.Image | np.ndarray,
     maps: Mapping[str, Tensor | np.ndarray],
     path: str | os.PathLike[str],
-    *,
-    query_point: tuple[float, float] | None = None,
-    scale: int = 2,
-    alpha: float = 0.5,
-    cmap: str = "jet",
+    **options: Any,
 ) -> Path:
-    """Draw :func:`attention_figure` and write it to ``path`` as a PNG, atomically."""
-    fig = attention_figure(
-        image, maps, query_point=query_point, scale=scale, alpha=alpha, cmap=cmap
-    )
+    """Draw :func:`attention_figure` (``options``: query_point, scale, alpha, cmap) and write it
+    to ``path`` as a PNG, atomically."""
+    fig = attention_figure(image, maps, **options)
     return atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", dpi=_DPI))
