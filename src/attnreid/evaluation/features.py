@@ -132,9 +132,9 @@ def _per_tracklet(fs: FeatureSet, index: np.ndarray, weights: Tensor) -> Feature
     sums = torch.zeros(len(uniq), fs.features.shape[1]).index_add_(0, inv, fs.features * w[:, None])
     total = torch.zeros(len(uniq)).index_add_(0, inv, w)
     feats = sums / total.clamp_min(1e-12)[:, None]
-    merged = fs.subset(first[order])  # the metadata of each item's first row
-    merged.features = feats[torch.from_numpy(order)]
-    return merged
+    keep = first[order]  # the metadata of each item's first row (no copy of its features)
+    paths = [fs.paths[i] for i in keep]
+    return FeatureSet(feats[torch.from_numpy(order)], fs.pids[keep], fs.camids[keep], paths)
 
 
 def save_features(path: str | Path, query: FeatureSet, gallery: FeatureSet | None = None) -> Path:
