@@ -24,11 +24,11 @@ import sys
 import time
 from pathlib import Path
 
+from attnreid.engine.runs import KEYS, summarize
 from attnreid.utils.io import atomic_write_text
 
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "benchmarks" / "results" / "osnet_ablation.json"
-KEYS = ("rank1", "rank5", "rank10", "mAP", "mINP")
 ROWS = [  # (preset, label); pairs are consecutive rows after the baseline
     ("osnet_x0_25_cuhk01_cpu", "OSNet x0.25 fine-tuned (baseline)"),
     ("sona_bl_dbplus_osnet_cpu", "SONA: BL + DB+"),
@@ -77,13 +77,13 @@ def table(data: dict) -> str:
     runs: dict[str, list[dict]] = {}
     for r in data["runs"]:
         runs.setdefault(r["preset"], []).append(r)
+    summary = {preset: summarize(rs) for preset, rs in runs.items()}
 
     def stat(preset: str, key: str) -> tuple[float, float, int]:
-        values = [100 * r[key] for r in runs.get(preset, [])]
-        if not values:
+        if preset not in summary:
             return float("nan"), float("nan"), 0
-        std = statistics.stdev(values) if len(values) > 1 else 0.0
-        return statistics.fmean(values), std, len(values)
+        s = summary[preset][key]
+        return 100 * s["mean"], 100 * s["std"], len(runs[preset])
 
     lines = ["| model | preset | seeds | R1 | R5 | R10 | mAP | mINP | minutes / run |"]
     lines.append("|---" * 9 + "|")

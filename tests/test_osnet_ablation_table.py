@@ -1,0 +1,64 @@
+"""The ablation driver's table and per-pair verdicts (benchmarks/osnet_ablation.py) on a
+hand-computed case: the README's "beyond / within the seeds' spread" claims come from it."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "osnet_ablation.py"
+
+
+def _table(runs: list[dict]) -> str:
+    spec = importlib.util.spec_from_file_location("osnet_ablation", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.table({"runs": runs})
+
+
+def _run(preset: str, rank1: float, m_ap: float, minutes: float) -> dict:
+    return {
+        "preset": preset,
+        "rank1": rank1,
+        "rank5": 0.9,
+        "rank10": 0.95,
+        "mAP": m_ap,
+        "mINP": 0.5,
+        "minutes": minutes,
+    }
+
+
+def test_table_means_stds_and_verdicts_match_hand_computation() -> None:
+    runs = [
+        _run("sona_bl_dbplus_osnet_cpu", 0.70, 0.70, 12.0),
+        _run("sona_bl_dbplus_osnet_cpu", 0.72, 0.72, 14.0),
+        _run("sona2_net_osnet_cpu", 0.75, 0.71, 13.0),
+        _run("sona2_net_osnet_cpu", 0.77, 0.73, 13.0),
+        _run("ccan_g_osnet_cpu", 0.60, 0.60, 9.0),
+        _run("ccan_osnet_cpu", 0.70, 0.70, 25.0),
+    ]
+    text = _table(runs)
+    # rank-1 71.0 and 76.0, each with sample std sqrt(2) = 1.41; minutes median 13.0
+    assert (
+        "| SONA: BL + DB+ | `sona_bl_dbplus_osnet_cpu` | 2 | 71.0 ± 1.4 | 90.0 ± 0.0 | "
+        "95.0 ± 0.0 | 71.0 ± 1.4 | 50.0 ± 0.0 | 13.0 |" in text
+    )
+    # one seed: no ± and no verdict beyond "undecided"; no runs: dashes
+    assert "| CCAN: G | `ccan_g_osnet_cpu` | 1 | 60.0 | 90.0 | 95.0 | 60.0 | 50.0 | 9.0 |" in text
+    assert (
+        "| SA-ResNet: plain | `sa_resnet50_plain_osnet_cpu` | 0 | — | — | — | — | — | — |" in text
+    )
+    # +5.0 against a spread of 2 * 1.41 = 2.83; +1.0 within it
+    assert (
+        "- sona2_net_osnet_cpu vs sona_bl_dbplus_osnet_cpu, rank1: +5.0 "
+        "(beyond the seeds' spread 2.8; 2 and 2 seeds)" in text
+    )
+    assert (
+        "- sona2_net_osnet_cpu vs sona_bl_dbplus_osnet_cpu, mAP: +1.0 "
+        "(within the seeds' spread 2.8; 2 and 2 seeds)" in text
+    )
+    assert (
+        "- ccan_osnet_cpu vs ccan_g_osnet_cpu, rank1: +10.0 "
+        "(undecided: one seed has no spread to compare with; 1 and 1 seeds)" in text
+    )
+    assert "duatm_osnet_cpu vs" not in text  # pairs without runs print no verdict
