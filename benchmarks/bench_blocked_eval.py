@@ -31,10 +31,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from bench_metrics import machine, reset_peak_rss, rss_mb
 
-from attnreid.evaluation.distance import compute_distance
 from attnreid.evaluation.features import FeatureSet
 from attnreid.evaluation.metrics import evaluate_rank
 from attnreid.evaluation.scoring import Scorer
+from attnreid.utils.distance import compute_distance
 
 NUM_IDS, NUM_CAMS, NUM_QUERY, NUM_GALLERY = 3060, 15, 11659, 82161
 

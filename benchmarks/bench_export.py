@@ -6,9 +6,9 @@ For each model (random weights, ``pretrained="none"``: speed does not depend on 
 given input size: export with :func:`attnreid.retrieval.export.export_onnx` (dynamic batch),
 check that onnxruntime's features equal PyTorch's, then time batches of ``--batch`` random
 images through the PyTorch model (eval mode, ``torch.no_grad``) and through onnxruntime
-(``OnnxModel``, default graph optimisations), each with ``--threads`` threads, after
-``--warmup`` untimed batches, for at least ``--seconds`` seconds; images/s is
-``batch x batches / time``. Prints the machine and a Markdown table.
+(:class:`~attnreid.models.exported.OnnxModel`, default graph optimisations), each with
+``--threads`` threads, after ``--warmup`` untimed batches, for at least ``--seconds`` seconds;
+images/s is ``batch x batches / time``. Prints the machine and a Markdown table.
 """
 
 from __future__ import annotations
@@ -27,8 +27,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_metrics import machine
 
 from attnreid.models import build_model
+from attnreid.models.exported import OnnxModel
 from attnreid.models.registry import model_factory
-from attnreid.retrieval.export import OnnxModel, export_onnx
+from attnreid.retrieval.export import export_onnx
 
 
 def images_per_second(fn, x: torch.Tensor, warmup: int, seconds: float) -> float:

@@ -1,10 +1,10 @@
 """INT8 vs float ONNX of trained checkpoints: speed in onnxruntime and the change in accuracy.
 
-    python benchmarks/bench_int8.py CKPT [CKPT ...] [--calibration-crops 256] [--batch 16]
+    python benchmarks/bench_int8.py CKPT [CKPT ...] [--quantisation-crops 256] [--batch 16]
 
 For each checkpoint (a trained run's ``last.ckpt``): ``attnreid export onnx`` (float) and
 ``attnreid export onnx --int8`` (onnxruntime static quantisation, calibrated on
-``--calibration-crops`` crops of the preset's training split), images/s of both in onnxruntime
+``--quantisation-crops`` crops of the preset's training split), images/s of both in onnxruntime
 (random 0-255 input of the preset's size, batch ``--batch``, the machine's threads, after a
 warm-up, at least ``--seconds`` s each), and ``attnreid eval`` of the checkpoint, the float
 ONNX model and the INT8 model on the preset's test split (its own evaluation settings). Prints
@@ -27,7 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_export import images_per_second
 from bench_metrics import machine
 
-from attnreid.retrieval.export import OnnxModel, read_onnx_metadata
+from attnreid.models.exported import OnnxModel, read_onnx_metadata
 
 CLI = [sys.executable, "-m", "attnreid.cli.main"]
 
@@ -43,7 +43,7 @@ def _eval(kind: str, path: Path) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("checkpoints", nargs="+", type=Path)
-    parser.add_argument("--calibration-crops", type=int, default=256)
+    parser.add_argument("--quantisation-crops", type=int, default=256)
     parser.add_argument("--batch", type=int, default=16)
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--seconds", type=float, default=10.0)
@@ -55,7 +55,7 @@ def main() -> None:
             fp32, int8 = Path(tmp) / "fp32.onnx", Path(tmp) / "int8.onnx"
             _run("export", "onnx", "--checkpoint", str(ckpt), "-o", str(fp32))
             _run("export", "onnx", "--checkpoint", str(ckpt), "-o", str(int8), "--int8",
-                 "--calibration-crops", str(args.calibration_crops))  # fmt: skip
+                 "--quantisation-crops", str(args.quantisation_crops))  # fmt: skip
             meta = read_onnx_metadata(fp32)
             x = torch.rand(args.batch, 3, *meta["input_size"]) * 255
             speed = [

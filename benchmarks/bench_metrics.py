@@ -31,8 +31,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from attnreid.evaluation.distance import compute_distance
 from attnreid.evaluation.metrics import evaluate_rank
+from attnreid.utils.distance import compute_distance
 
 NUM_IDS, NUM_CAMS = 751, 6
 NUM_QUERY, NUM_GALLERY = 3368, 15913

@@ -8,11 +8,11 @@ structure (751 identities over 6 cameras, 2,798 distractors, 1,000 junk images; 
 has a random centre, each camera a random offset, each image its own noise (``--noise``), so
 that retrieval is neither trivial nor hopeless and re-ranking has neighbourhoods to exploit.
 The inputs of both versions are the three squared-euclidean matrices ``q_g, q_q, g_g`` (as
-``attnreid.evaluation.distance.compute_distance`` gives them); ``k1 = 20, k2 = 6,
+``attnreid.utils.distance.compute_distance`` gives them); ``k1 = 20, k2 = 6,
 lambda = 0.3``.
 
 * **fast**: :func:`attnreid.evaluation.rerank.re_ranking` on the full set; also
-  :func:`~attnreid.evaluation.rerank.rerank_features` (from the features, distances computed in
+  :func:`~attnreid.evaluation.scoring.rerank_features` (from the features, distances computed in
   blocks, what ``attnreid eval --rerank`` runs).
 * **literal**: the authors' algorithm (``tests/evaluation/rerank_reference.py``). It holds
   several ``N x N`` dense matrices and loops over images in Python, so by default it is
@@ -45,9 +45,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench_metrics import machine, market_like_ids, reset_peak_rss, rss_mb
 
-from attnreid.evaluation.distance import compute_distance
 from attnreid.evaluation.metrics import evaluate_rank
-from attnreid.evaluation.rerank import re_ranking, rerank_features
+from attnreid.evaluation.rerank import re_ranking
+from attnreid.evaluation.scoring import rerank_features
+from attnreid.utils.distance import compute_distance
 
 
 def structured_features(

@@ -9,7 +9,10 @@ checkpoint from ``../shared/weights`` when present, else random weights: the cos
 same), starts ``attnreid serve`` on 127.0.0.1 (a local address only), and sends
 ``--searches`` searches — each uploads a crop, which the server turns into a feature and ranks
 the whole gallery with — from ``--clients`` concurrent clients. Prints p50 / p95 / max latency,
-the throughput and the number of errors (any non-200 answer or exception), measured here.
+the throughput and the number of errors, measured here: an error is any non-200 answer, an
+exception, or an answer whose 12 results are not the 12 nearest items that a direct search of
+the same index with the same model gives for that crop (so a server that answered with wrong
+features or a wrong ranking fails the run).
 """
 
 from __future__ import annotations
@@ -30,10 +33,10 @@ import numpy as np
 import torch
 from PIL import Image
 
+import attnreid
 from attnreid.config import load_config
 from attnreid.engine.build import build_model_from_config
 from attnreid.retrieval import GalleryIndex
-from attnreid.retrieval.extractor import FeatureExtractor
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared"
@@ -92,7 +95,7 @@ def main() -> int:
         folder = Path(tmp)
         ckpt = _checkpoint(folder)
         crops = _crops(folder)
-        extractor = FeatureExtractor.load(ckpt, device="cpu")
+        extractor = attnreid.load(ckpt, device="cpu")
         base = extractor([Image.open(c).convert("RGB") for c in crops])
         rng = np.random.default_rng(0)
         pick = rng.integers(0, len(crops), args.gallery)
@@ -103,7 +106,7 @@ def main() -> int:
             camids=rng.integers(0, 6, args.gallery),
             times=np.arange(args.gallery, dtype=np.float64),
             metric="euclidean",
-            info={"model": "osnet_x0_25", "checkpoint": str(ckpt)},
+            info=extractor.source,  # the model file, name, dimension and input size
         )
         index.save(folder / "g.index")
         port = _free_port()
@@ -128,11 +131,13 @@ def main() -> int:
                     break
                 except httpx.HTTPError:
                     time.sleep(0.1)
-            payloads = []
+            payloads, expected = [], []
             for c in crops:
                 buf = io.BytesIO()
                 Image.open(c).convert("RGB").save(buf, format="JPEG", quality=95)
                 payloads.append((c.stem + ".jpg", buf.getvalue()))
+                sent = Image.open(io.BytesIO(buf.getvalue())).convert("RGB")  # what it decodes
+                expected.append([h.id for h in index.search(extractor([sent]), top_k=12)[0]])
             client = httpx.Client(timeout=120, limits=httpx.Limits(max_connections=args.clients))
 
             def one(i: int) -> tuple[float, bool]:
@@ -142,7 +147,8 @@ def main() -> int:
                     res = client.post(
                         f"{url}/api/search", files={"image": (name, data)}, data={"top": "12"}
                     )
-                    ok = res.status_code == 200 and len(res.json()["results"]) == 12
+                    ids = [r["id"] for r in res.json()["results"]] if res.status_code == 200 else []
+                    ok = ids == expected[i % len(payloads)]  # the direct search's 12, in order
                 except httpx.HTTPError:
                     ok = False
                 return time.perf_counter() - t0, ok

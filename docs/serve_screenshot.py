@@ -22,8 +22,9 @@ from pathlib import Path
 import httpx
 from playwright.sync_api import sync_playwright
 
-from attnreid.engine.build import load_dataset, load_model_and_config
-from attnreid.retrieval import GalleryIndex, extract_crops, model_source
+import attnreid
+from attnreid.engine.build import load_dataset
+from attnreid.retrieval import GalleryIndex
 from attnreid.retrieval.calibration import calibrate
 
 
@@ -39,12 +40,12 @@ def main() -> None:
     parser.add_argument("--query", type=int, default=7, help="which query image to upload")
     parser.add_argument("--output", "-o", default=str(Path(__file__).parent / "serve.png"))
     args = parser.parse_args()
-    model, cfg = load_model_and_config(args.checkpoint)
+    extractor = attnreid.load(args.checkpoint)
+    cfg = extractor.config
     ds = load_dataset(cfg)
     gallery = list(ds.gallery)
-    feats = extract_crops(model, cfg, [g.path for g in gallery])
-    info = model_source(model, cfg, args.checkpoint)
-    info["calibration"] = calibrate(model, cfg, [1e-2, 1e-3])
+    feats = extractor.extract(gallery).features
+    info = {**extractor.source, "calibration": calibrate(extractor, [1e-2, 1e-3])}
     with tempfile.TemporaryDirectory() as tmp:
         index = Path(tmp) / "g.index"
         GalleryIndex.build(

@@ -5,6 +5,8 @@
 >>> ds = attnreid.data.build_dataset("cuhk01", "../shared/data/cuhk01")        # doctest: +SKIP
 >>> model = attnreid.build_model_from_config(cfg, ds.num_train_pids)          # doctest: +SKIP
 >>> print(attnreid.evaluate(model, ds).as_dict())  # the preset's test settings # doctest: +SKIP
+>>> extractor = attnreid.load("runs/x/last.ckpt")  # or .safetensors, .onnx   # doctest: +SKIP
+>>> feats = extractor(crops)  # (N, D) features of crops in memory             # doctest: +SKIP
 
 Sub-packages and the functions below are imported on first use, so ``attnreid --version``
 and ``import attnreid`` stay fast.
@@ -20,10 +22,10 @@ __version__ = "0.1.0"
 _LAZY = {
     "build_model": "attnreid.models",
     "build_model_from_config": "attnreid.engine.build",
-    "load_model_from_checkpoint": "attnreid.engine.checkpoint",
+    "load": "attnreid.engine.load",
     "list_models": "attnreid.models",
     "evaluate": "attnreid.evaluation",
-    "FeatureExtractor": "attnreid.retrieval.extractor",
+    "FeatureExtractor": "attnreid.evaluation.extractor",
     "evaluate_rank": "attnreid.evaluation",
     "load_config": "attnreid.config",
     "train": "attnreid.engine.train",

@@ -9,9 +9,9 @@ import torch
 from attnreid import __version__
 from attnreid.cli.main import main
 from attnreid.data import build_dataset, build_transforms, read_image
-from attnreid.evaluation.distance import compute_distance
 from attnreid.evaluation.features import load_features
 from attnreid.models import build_model
+from attnreid.utils.distance import compute_distance
 from tests.conftest import tiny_train_overrides
 from tests.evaluation.reference import reference_market
 

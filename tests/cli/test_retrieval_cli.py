@@ -65,6 +65,12 @@ def test_build_add_search(setup, capsys, tmp_path):
     assert [len(r["hits"]) for r in out] == [3, 3]
     assert out[0]["hits"][0]["path"] == str(query.resolve()) and out[0]["hits"][0]["rank"] == 1
     assert out[0]["hits"][0]["pid"] == int(query.name.split("_")[0])
+    # each hit as SearchHit.as_dict: its row id, camera 1-based as in the file name
+    top = out[0]["hits"][0]
+    keys = {"id", "rank", "distance", "name", "pid", "camera", "time", "verdict", "path"}
+    assert set(top) == keys and top["name"] == query.name
+    assert top["camera"] == int(query.name.split("_")[1][1])  # 0001_c2s1_... -> camera 2
+    assert top["id"] == 10 + sorted((tmp / "g2").iterdir()).index(query)  # g1's 10 rows first
     # the strip: each query, then its hits in rank order, framed green / red by identity
     rows = [
         ((q, int(Path(q).name.split("_")[0])), [(h["path"], h["pid"]) for h in r["hits"]])
@@ -75,6 +81,7 @@ def test_build_add_search(setup, capsys, tmp_path):
     assert main(["index", "info", str(index)]) == 0
     info = json.loads(capsys.readouterr().out)
     assert info["size"] == 18 and info["info"]["model"] == "resnet18"
+    assert info["info"]["model_file"] == str(ckpt.resolve())  # the index records its model
 
 
 def test_index_of_another_model_is_refused(setup, capsys, tmp_path, tiny_synth):
@@ -86,13 +93,16 @@ def test_index_of_another_model_is_refused(setup, capsys, tmp_path, tiny_synth):
     capsys.readouterr()
     assert main(["index", "build", "--checkpoint", str(other), "--folder", str(tmp / "g2"),
                  "-o", str(index), "--add"]) == 2  # fmt: skip
-    err = capsys.readouterr().err
-    assert err.count("\n") == 1 and "holds features of model 'resnet18'" in err
+    refused = (
+        f"error: {other.resolve()} is model 'mobilenet_v2' (dimension 1280) but index {index} "
+        "holds features of 'resnet18' (dimension 512)\n"
+    )
+    assert capsys.readouterr().err == refused  # one line
     query = str(sorted((tmp / "g1").iterdir())[0])
     assert (
         main(["search", "--index", str(index), "--image", query, "--checkpoint", str(other)]) == 2
     )
-    assert "was built with 'resnet18'" in capsys.readouterr().err
+    assert capsys.readouterr().err == refused
     assert main(["search", "--index", str(tmp_path / "none"), "--image", query]) == 2
     assert "does not exist" in capsys.readouterr().err
     assert main(["search", "--index", str(index), "--image", query, "--top", "0"]) == 2
@@ -144,19 +154,44 @@ def test_eval_rerank_equals_the_oracle(setup, capsys, tmp_path):
     assert json.loads(capsys.readouterr().out)["mAP"] != got["mAP"]
 
 
-def test_export_int8(setup, capsys, tmp_path):
-    """INT8: QDQ nodes in the graph, calibrated on the training crops, metadata kept, and
+def test_export_int8(setup, tiny_synth, capsys, tmp_path, monkeypatch):
+    """INT8: QDQ nodes in the graph, its activation ranges measured on --quantisation-crops
+    training crops as the graph takes them (RGB 0-255 at its input size), metadata kept, and
     features that still point where the float model's do."""
     import onnx
+    from PIL import Image
 
-    from attnreid.retrieval import OnnxModel
+    from attnreid.models.exported import OnnxModel
+    from attnreid.retrieval import export
 
+    seen = []
+    real = export.quantize_onnx
+
+    def spy(src, dst, batches, **kw):  # what the ranges were measured on
+        batches = list(batches)
+        seen.extend(b for batch in batches for b in batch)
+        return real(src, dst, batches, **kw)
+
+    monkeypatch.setattr(export, "quantize_onnx", spy)
     _tmp, ckpt = setup
     fp32, int8 = tmp_path / "f.onnx", tmp_path / "q.onnx"
     assert main(["export", "onnx", "--checkpoint", str(ckpt), "-o", str(fp32)]) == 0
     argv = ["export", "onnx", "--checkpoint", str(ckpt), "-o", str(int8), "--int8"]
-    assert main([*argv, "--calibration-crops", "16"]) == 0
+    assert main([*argv, "--quantisation-crops", "16"]) == 0
     assert "INT8 model resnet18" in capsys.readouterr().out
+    # 16 crops of 64x32 RGB in 0-255, each one of the training images (not the test split's)
+    assert len(seen) == 16 and all(c.shape == (3, 64, 32) for c in seen)
+
+    def resized(folder):
+        images = (Image.open(f).convert("RGB") for f in sorted(folder.iterdir()))
+        return [np.asarray(im.resize((32, 64)), np.float32).transpose(2, 0, 1) for im in images]
+
+    train, test = resized(tiny_synth / "bounding_box_train"), resized(tiny_synth / "query")
+    for crop in seen:
+        assert crop.min() >= 0 and crop.max() <= 255 and crop.max() > 100  # not normalised
+        to_train = min(np.abs(crop - t).mean() for t in train)
+        to_test = min(np.abs(crop - t).mean() for t in test)
+        assert to_train < to_test / 5, (to_train, to_test)  # resizers differ a little
     ops = {n.op_type for n in onnx.load(str(int8)).graph.node}
     assert {"QuantizeLinear", "DequantizeLinear"} <= ops
     q, f = OnnxModel(int8), OnnxModel(fp32)

@@ -7,10 +7,10 @@ import pytest
 import torch
 from PIL import Image
 
+import attnreid
 from attnreid.cli.main import main
 from attnreid.config import load_config
 from attnreid.data import build_transforms, read_image
-from attnreid.engine.checkpoint import load_model_from_checkpoint
 from attnreid.models import build_model
 from attnreid.viz.attention import HEADER_PX
 from tests.conftest import tiny_train_overrides, write_image
@@ -90,7 +90,7 @@ def test_viz_attention_of_a_trained_model(tiny_synth, tmp_path, capsys, monkeypa
     img = np.asarray(Image.open(png).convert("RGB")).astype(float)
     # the training size (64x32), two panels (image, self_attention), magnified twice
     assert img.shape == (64 * 2 + HEADER_PX, 2 * 32 * 2, 3)
-    model, _ = load_model_from_checkpoint(ckpt)
+    model = attnreid.load(ckpt, device="cpu").model
     image = read_image(query)
     attention = _hand_map(model, image, 64, 32)
     assert not torch.allclose(attention, attention.mean().expand_as(attention))  # not flat

@@ -7,9 +7,9 @@ import pytest
 import torch
 from torch import nn
 
+from attnreid.config import load_config
 from attnreid.data import (
     build_dataset,
-    build_test_loader,
     build_train_loader,
     build_transforms,
     read_image,
@@ -18,7 +18,7 @@ from attnreid.data.base import ReIDItem
 from attnreid.data.loaders import ImageDataset
 from attnreid.data.video import VideoDataset, evenly_spaced, random_clip
 from attnreid.errors import ConfigError, DatasetError
-from attnreid.evaluation.features import extract_features
+from attnreid.evaluation.extractor import FeatureExtractor
 from tests.conftest import write_image
 from tests.data.trees import MARS_QUERY, MARS_TEST, MARS_TRAIN, build_mars
 
@@ -52,6 +52,29 @@ def mars(tmp_path_factory: pytest.TempPathFactory):
 
 def _frame_feature(path: str) -> torch.Tensor:
     return TEST_TF(read_image(path)).mean(dim=(1, 2))
+
+
+def _extractor(
+    model: nn.Module, *, batch_size: int, seq_len: int, test_frames: str, flip: bool
+) -> FeatureExtractor:
+    """The test-time extractor of ``model`` with these clip settings, on the CPU, through
+    ``TEST_TF``."""
+    cfg = load_config(
+        None,
+        [
+            "data.height=16",
+            "data.width=8",
+            f"data.test_batch_size={batch_size}",
+            "data.workers=0",
+            f"data.test_seq_len={seq_len}",
+            f"data.test_frames={test_frames}",
+            f"eval.flip={str(flip).lower()}",
+            "device=cpu",
+        ],
+    )
+    extractor = FeatureExtractor(model, cfg)
+    extractor.transform = TEST_TF
+    return extractor
 
 
 def test_frame_samplers():
@@ -100,11 +123,13 @@ def test_same_augmentation_for_all_frames(tmp_path):
 
 @pytest.mark.parametrize("test_frames", ["all", "evenly", "first"])
 def test_tracklet_features_average_frames(mars, test_frames):
-    loader = build_test_loader(
-        mars.gallery, TEST_TF, batch_size=6, workers=0, seq_len=3, test_frames=test_frames
+    extractor = _extractor(
+        MeanColour(), batch_size=6, seq_len=3, test_frames=test_frames, flip=True
     )
+    loader = extractor.loader(mars.gallery)
     assert loader.batch_size == 2  # 6 frames = 2 clips of 3
-    fs = extract_features(MeanColour(), loader, flip=True)
+    assert loader.dataset.sampler == test_frames and loader.dataset.transform is TEST_TF
+    fs = extractor.extract(mars.gallery)
     assert fs.features.shape == (len(mars.gallery), 3)
     assert fs.paths == [it.path for it in mars.gallery]
     assert fs.pids.tolist() == [it.pid for it in mars.gallery]
@@ -118,11 +143,9 @@ def test_tracklet_features_average_frames(mars, test_frames):
 
 
 def test_model_that_handles_video_gets_clips(mars):
-    loader = build_test_loader(
-        mars.query, TEST_TF, batch_size=8, workers=0, seq_len=4, test_frames="evenly"
-    )
     model = ClipMean()
-    fs = extract_features(model, loader, flip=False)
+    extractor = _extractor(model, batch_size=8, seq_len=4, test_frames="evenly", flip=False)
+    fs = extractor.extract(mars.query)
     assert model.seen == [(2, 4, 3, 16, 8)]
     frames = mars.query[1].frames
     expected = torch.stack([_frame_feature(frames[j]) for j in evenly_spaced(len(frames), 4)])

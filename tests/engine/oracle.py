@@ -14,8 +14,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from attnreid.evaluation.distance import compute_distance
 from attnreid.evaluation.scoring import Scorer
+from attnreid.utils.distance import compute_distance
 from tests.evaluation.reference import reference_market
 
 

@@ -13,9 +13,15 @@ from tests.conftest import tiny_train_overrides
 from tests.engine.oracle import assert_row, capture_scoring, reference_row
 
 PRESETS = sorted(p.stem for p in CONFIG_DIR.glob("*.yaml"))
+# One step of training is an end-to-end test (`make test`); the quick loop trains one CPU preset
+# per network family (the rest differ from it in options, whose models the model tests build).
+QUICK = {
+    "demo", "baseline_cuhk01_cpu", "osnet_x0_25_cuhk01_cpu", "sona2_net_cpu", "ccan_cpu",
+    "duatm_cpu", "duatm_video_cpu", "sa_resnet50_cpu",
+}  # fmt: skip
+ONE_STEP = [p if p in QUICK else pytest.param(p, marks=pytest.mark.slow) for p in PRESETS]
 
 
-@pytest.mark.slow
 @pytest.mark.parametrize("preset", PRESETS)
 def test_preset_training_transforms_build_at_its_own_size(preset):
     """The one-step test below shrinks the sizes; each preset's own training pipeline must
@@ -30,7 +36,7 @@ def test_preset_training_transforms_build_at_its_own_size(preset):
     assert tuple(tf(Image.new("RGB", (64, 128))).shape) == (3, d["height"], d["width"])
 
 
-@pytest.mark.parametrize("preset", PRESETS)
+@pytest.mark.parametrize("preset", ONE_STEP)
 def test_preset_trains_one_step(preset, tiny_synth, tmp_path, monkeypatch):
     base = load_config(preset)
     extra = {"train.max_epochs": 1, "train.max_steps_per_epoch": 1}

@@ -8,9 +8,9 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
+import attnreid
 from attnreid.config import load_config
 from attnreid.engine.callbacks import EpochCheckpoint
-from attnreid.engine.checkpoint import load_model_from_checkpoint
 from attnreid.engine.module import ReIDModule
 from attnreid.engine.safetensors_io import read_safetensors, save_safetensors
 from attnreid.errors import CheckpointError
@@ -45,32 +45,34 @@ def test_epoch_checkpoint_writes_safetensors_twins(tmp_path, module):
     names = sorted(p.name for p in tmp_path.iterdir())
     assert names == ["epoch002.ckpt", "epoch002.safetensors", "last.ckpt", "last.safetensors"]
     x = torch.randn(2, 3, 64, 32)
-    a, meta_a = load_model_from_checkpoint(tmp_path / "last.ckpt")
-    b, meta_b = load_model_from_checkpoint(tmp_path / "last.safetensors")
+    a = attnreid.load(tmp_path / "last.ckpt", device="cpu")
+    b = attnreid.load(tmp_path / "last.safetensors", device="cpu")
     with torch.no_grad():
-        torch.testing.assert_close(a(x), b(x), rtol=0, atol=0)
-    assert meta_b["model"] == "resnet18" and meta_b["epoch"] == 1 == meta_a["epoch"]
-    assert meta_b["config"]["model"]["name"] == "resnet18"
-    assert not b.training
+        torch.testing.assert_close(a.model(x), b.model(x), rtol=0, atol=0)
+    assert b.source["model"] == "resnet18" and b.source["epoch"] == 1 == a.source["epoch"]
+    assert b.config["model"]["name"] == "resnet18" and b.model.config is b.config
+    assert not b.model.training
 
 
 def test_clear_errors(tmp_path, module):
     path = save_safetensors(
         module.model, tmp_path / "w.safetensors", dict(module.hparams["attnreid"])
     )
-    with pytest.raises(CheckpointError, match="holds model 'resnet18' but the config asks"):
-        load_model_from_checkpoint(path, expect_model="sona_net")
+    with pytest.raises(
+        CheckpointError, match="holds model 'resnet18' but config sona2_net_cpu is for 'sona2_net'"
+    ):
+        attnreid.load(path, config="sona2_net_cpu")
     # the header names another architecture: the weights do not fit it
     other = dict(module.hparams["attnreid"], model="mobilenet_v2", options={})
     save_safetensors(module.model, tmp_path / "o.safetensors", other)
     with pytest.raises(CheckpointError, match="does not fit model 'mobilenet_v2'"):
-        load_model_from_checkpoint(tmp_path / "o.safetensors")
+        attnreid.load(tmp_path / "o.safetensors")
     save_file({"w": torch.zeros(2)}, str(tmp_path / "plain.safetensors"))
     with pytest.raises(CheckpointError, match="not written by attnreid training"):
-        load_model_from_checkpoint(tmp_path / "plain.safetensors")
+        attnreid.load(tmp_path / "plain.safetensors")
     (tmp_path / "junk.safetensors").write_bytes(b"\x00" * 20)
     with pytest.raises(CheckpointError, match="not a readable safetensors file"):
-        load_model_from_checkpoint(tmp_path / "junk.safetensors")
+        attnreid.load(tmp_path / "junk.safetensors")
     with pytest.raises(CheckpointError, match="does not exist"):
         read_safetensors(tmp_path / "missing.safetensors")
     save_file({"w": torch.zeros(2)}, str(tmp_path / "bad.safetensors"), metadata={"attnreid": "{"})

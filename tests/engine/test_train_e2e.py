@@ -8,11 +8,14 @@ from pathlib import Path
 import pytest
 import torch
 
+import attnreid
 from attnreid.config import load_config
 from attnreid.data import build_dataset, build_transforms, read_image
-from attnreid.engine.checkpoint import load_model_from_checkpoint, read_checkpoint
+from attnreid.engine.checkpoint import check_resumable, read_checkpoint
+from attnreid.engine.module import ReIDModule
 from attnreid.engine.train import train
 from attnreid.errors import CheckpointError
+from attnreid.models import build_model
 from tests.conftest import tiny_train_overrides
 from tests.engine.oracle import assert_row, capture_scoring, reference_row
 
@@ -58,8 +61,9 @@ def test_train_evaluate_resume_and_reload(tiny_synth, tmp_path, monkeypatch):
     assert len(scored) == 1
     assert_row(history[-1], reference_row(scored[0]))
 
-    model, meta = load_model_from_checkpoint(ckpts / "last.ckpt")
-    assert meta["model"] == "resnet18" and not model.training
+    extractor = attnreid.load(ckpts / "last.ckpt", device="cpu")
+    model = extractor.model
+    assert extractor.source["model"] == "resnet18" and not model.training
     # the last checkpoint holds the weights that epoch was evaluated with: the test features
     # (mean of image and mirror) of two queries, by hand, are the ones scored
     tf = build_transforms(64, 32, train=False, mean=model.input_mean, std=model.input_std)
@@ -67,12 +71,21 @@ def test_train_evaluate_resume_and_reload(tiny_synth, tmp_path, monkeypatch):
     with torch.no_grad():
         hand = (model(x) + model(x.flip(-1))) / 2
     torch.testing.assert_close(hand, scored[0]["query"].features[:2], atol=1e-5, rtol=1e-4)
+    # and the loaded extractor extracts them as evaluation did
+    torch.testing.assert_close(
+        extractor.extract(dataset.query[:2]).features, hand, atol=1e-5, rtol=1e-4
+    )
     with torch.no_grad():
         assert model(torch.randn(2, 3, 64, 32)).shape == (2, 512)
-    with pytest.raises(CheckpointError, match="holds model 'resnet18' but the config asks"):
-        load_model_from_checkpoint(ckpts / "last.ckpt", expect_model="resnet50")
+    # a config for another model is refused (baseline_resnet50: model resnet50)
+    refused = "holds model 'resnet18' but config baseline_resnet50 is for 'resnet50'"
+    with pytest.raises(CheckpointError, match=refused):
+        attnreid.load(ckpts / "last.ckpt", config="baseline_resnet50")
+    # loading needs no classifier (any class count loads); resuming does: another class count
+    # is refused with one line
+    ten = ReIDModule(build_model("resnet18", 10, "none"), extractor.config)
     with pytest.raises(CheckpointError, match="6-class classifier but the dataset has 10"):
-        load_model_from_checkpoint(ckpts / "last.ckpt", expect_classes=10)
+        check_resumable(read_checkpoint(ckpts / "last.ckpt"), ckpts / "last.ckpt", ten)
     with pytest.raises(CheckpointError, match="cannot resume"):
         train(_cfg(tiny_synth, tmp_path / "other"), resume=True)
 

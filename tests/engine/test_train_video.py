@@ -78,9 +78,11 @@ def test_bad_image_without_skipping_names_the_file(tmp_path):
 
 @pytest.mark.parametrize(("test_seq_len", "expected"), [(None, 3), (5, 5)])
 def test_every_extraction_uses_the_configs_test_clips(tmp_path, test_seq_len, expected):
-    """evaluation, extract, pictures and indexes share test_loader_from_config"""
+    """evaluation, extract, pictures and indexes share FeatureExtractor.loader"""
+    from torch import nn
+
     from attnreid.data import build_dataset
-    from attnreid.evaluation.evaluate import test_loader_from_config
+    from attnreid.evaluation.extractor import FeatureExtractor
 
     root = build_mars(tmp_path / "MARS", MARS_TRAIN, MARS_TEST, MARS_QUERY, size=(16, 32))
     cfg = load_config(
@@ -96,7 +98,7 @@ def test_every_extraction_uses_the_configs_test_clips(tmp_path, test_seq_len, ex
         ],
     )
     items = build_dataset("mars", root).query
-    loader = test_loader_from_config(items, cfg, (0.5,) * 3, (0.5,) * 3)
+    loader = FeatureExtractor(nn.Identity(), cfg, device="cpu").loader(items)
     batch = next(iter(loader))
     assert batch["image"].shape[1:] == (expected, 3, 32, 16)
     assert loader.batch_size == max(1, 10 // expected) and loader.dataset.sampler == "first"

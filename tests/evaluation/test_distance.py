@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from attnreid.errors import ConfigError
-from attnreid.evaluation.distance import DISTANCE_METRICS, compute_distance, normalize_distance
+from attnreid.utils.distance import DISTANCE_METRICS, compute_distance, normalize_distance
 
 
 def features(seed: int, n: int, dim: int = 16) -> torch.Tensor:

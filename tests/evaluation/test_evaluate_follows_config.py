@@ -14,7 +14,6 @@ import attnreid
 from attnreid.cli.main import main
 from attnreid.config import load_config
 from attnreid.engine.build import build_model_from_config, load_dataset
-from attnreid.engine.checkpoint import load_model_from_checkpoint
 from attnreid.evaluation.evaluate import make_evaluator
 from attnreid.utils.seed import seed_all
 from tests.conftest import tiny_train_overrides
@@ -43,7 +42,7 @@ def test_python_api_equals_cli_for_a_checkpoint(preset, tiny_synth, tmp_path, ca
     seed_all(0)
     ckpt = write_checkpoint(tmp_path / "c.ckpt", dataset.num_train_pids, cfg)
     cli = _cli_metrics(capsys, "eval", "--checkpoint", str(ckpt))
-    model, _ = load_model_from_checkpoint(ckpt)
+    model = attnreid.load(ckpt).model
     assert model.config["eval"] == cfg["eval"] and model.config["data"] == cfg["data"]
     api = attnreid.evaluate(model, attnreid.data.build_dataset("synth", tiny_synth))
     np.testing.assert_equal(api.as_dict(), cli)  # NaN (R20 of a tiny gallery) equals NaN
@@ -76,5 +75,5 @@ def test_duatm_video_scores_the_presets_clip(tmp_path, capsys):
     seed_all(0)
     ckpt = write_checkpoint(tmp_path / "v.ckpt", dataset.num_train_pids, cfg)
     cli = _cli_metrics(capsys, "eval", "--checkpoint", str(ckpt))
-    model, _ = load_model_from_checkpoint(ckpt)
+    model = attnreid.load(ckpt).model
     np.testing.assert_equal(attnreid.evaluate(model, dataset).as_dict(), cli)

@@ -8,8 +8,9 @@ import torch
 
 from attnreid.errors import ConfigError
 from attnreid.evaluation import rerank as rr
-from attnreid.evaluation.distance import compute_distance
 from attnreid.evaluation.metrics import evaluate_rank
+from attnreid.evaluation.scoring import rerank_features
+from attnreid.utils.distance import compute_distance
 from tests.evaluation.rerank_reference import re_ranking_reference
 
 
@@ -84,7 +85,7 @@ def test_from_features_equals_from_matrices():
             compute_distance(gf, gf, metric),
         )
         expected = re_ranking_reference(*(m.numpy() for m in mats))
-        got = rr.rerank_features(qf, gf, metric=metric)
+        got = rerank_features(qf, gf, metric=metric)
         np.testing.assert_allclose(got, expected, atol=1e-5)
         assert evaluate_rank(got, *ids).mAP == pytest.approx(evaluate_rank(expected, *ids).mAP)
 
@@ -109,7 +110,7 @@ def test_model_distance_goes_through_blocks(monkeypatch):
     expected = re_ranking_reference(d[:12, 12:], d[:12, :12], d[12:, 12:])
     monkeypatch.setattr(rr, "_BLOCK_ELEMS", 52 * 10)  # 10 rows per block
     L1Model.calls = 0
-    got = rr.rerank_features(qf, gf, model=L1Model())
+    got = rerank_features(qf, gf, model=L1Model())
     np.testing.assert_allclose(got, expected, atol=1e-5)
     assert L1Model.calls > 5  # the model was called block by block, never on all 52 x 52
 
@@ -127,7 +128,7 @@ def test_bad_arguments_are_one_line_errors():
     with pytest.raises(ConfigError, match="NaN"):
         rr.re_ranking(mats[0], mats[1], bad)
     with pytest.raises(ConfigError, match="metric must be one of euclidean, cosine"):
-        rr.rerank_features(np.zeros((2, 3)), np.zeros((4, 3)), metric="manhattan")
+        rerank_features(np.zeros((2, 3)), np.zeros((4, 3)), metric="manhattan")
 
 
 def test_tiny_sets():

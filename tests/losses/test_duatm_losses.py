@@ -11,13 +11,9 @@ import torch.nn.functional as F
 from attnreid.errors import ConfigError
 from attnreid.losses import CompositeLoss, TripletLoss
 from attnreid.losses.composite import LOSSES
-from attnreid.losses.duatm import (
-    DecorrelationLoss,
-    MatchingTripletLoss,
-    convex_combine,
-    random_convex_weights,
-)
-from attnreid.losses.triplet import pairwise_distance
+from attnreid.losses.duatm import DecorrelationLoss, MatchingTripletLoss
+from attnreid.models.duatm import convex_combine, random_convex_weights
+from attnreid.utils.distance import pairwise_distance
 
 
 def test_decorrelation_matches_a_hand_computed_value():

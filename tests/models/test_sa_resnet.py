@@ -12,7 +12,6 @@ from attnreid.config import CONFIG_DIR, load_config
 from attnreid.engine import build as build_module
 from attnreid.engine.optim import build_optimizer, build_scheduler
 from attnreid.errors import ModelError
-from attnreid.evaluation.distance import compute_distance
 from attnreid.evaluation.features import FeatureSet
 from attnreid.evaluation.metrics import evaluate_rank
 from attnreid.evaluation.scoring import Scorer
@@ -20,6 +19,7 @@ from attnreid.models import build_model, list_models
 from attnreid.models.attention.self_attention import SelfAttention
 from attnreid.models.attention.spatial_attention import SpatialAttention
 from attnreid.models.sa_resnet import SAResNet
+from attnreid.utils.distance import compute_distance
 from tests.conftest import tiny_train_overrides
 
 evaluate_module = importlib.import_module("attnreid.evaluation.evaluate")

@@ -24,11 +24,12 @@ import torch
 import torch.multiprocessing as mp
 
 from attnreid.cli.main import main
-from attnreid.data import PKBatchSampler, build_test_loader, build_transforms
+from attnreid.config import load_config
+from attnreid.data import PKBatchSampler
 from attnreid.data.base import ReIDItem
 from attnreid.engine.checkpoint import read_checkpoint
-from attnreid.evaluation.distributed import extract_features_sharded, sync_model_state
-from attnreid.evaluation.features import extract_features
+from attnreid.evaluation.distributed import extract_sharded, sync_model_state
+from attnreid.evaluation.extractor import FeatureExtractor
 from tests.conftest import REPO, tiny_train_overrides, write_image
 
 pytestmark = pytest.mark.slow
@@ -59,8 +60,20 @@ def _model() -> torch.nn.Module:
     ).eval()
 
 
-def _loader(items):
-    return build_test_loader(items, build_transforms(32, 16, train=False), batch_size=4, workers=0)
+def _extractor(model: torch.nn.Module) -> FeatureExtractor:
+    """32x16 input, batches of 4, flip averaging, on the CPU."""
+    cfg = load_config(
+        None,
+        [
+            "data.height=32",
+            "data.width=16",
+            "data.test_batch_size=4",
+            "data.workers=0",
+            "eval.flip=true",
+            "device=cpu",
+        ],
+    )
+    return FeatureExtractor(model, cfg)
 
 
 def _worker(rank: int, world: int, port: int, folder: Path) -> None:
@@ -80,7 +93,7 @@ def _worker(rank: int, world: int, port: int, folder: Path) -> None:
         if rank == 1:  # DDP leaves BatchNorm statistics differing between ranks
             model[1].running_mean.add_(5.0)
         sync_model_state(model)
-        fs = extract_features_sharded(model, _items(folder), _loader, flip=True)
+        fs = extract_sharded(_extractor(model), _items(folder))
         result = {"world": sampler.num_replicas, "epochs": epochs, "paths": fs.paths}
         result.update(features=fs.features, pids=torch.from_numpy(fs.pids))
         torch.save(result, folder / f"rank{rank}.pt")
@@ -100,7 +113,7 @@ def test_two_processes_sample_disjoint_identities_and_gather_features(tmp_path):
         assert not ids0 & ids1  # disjoint identities within the epoch
         assert all(len(b) == 6 and len(set(b)) == 3 for b in e0["batches"] + e1["batches"])
     # every rank has all features, in item order, as rank 0's model computes them alone
-    alone = extract_features(_model(), _loader(_items(tmp_path)), flip=True)
+    alone = _extractor(_model()).extract(_items(tmp_path))
     for r in ranks:
         torch.testing.assert_close(r["features"], alone.features, rtol=0, atol=1e-6)
         np.testing.assert_array_equal(r["pids"].numpy(), alone.pids)

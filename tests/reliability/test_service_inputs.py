@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 import torch
 
+import attnreid
 from attnreid.cli.main import main
 from attnreid.errors import ConfigError
-from attnreid.retrieval.extractor import FeatureExtractor
 from tests.reliability.helpers import cli_error
 from tests.retrieval.helpers import fake_checkpoint
 
@@ -55,17 +55,24 @@ def test_serve_port_out_of_range(capsys, indexed):
     )
 
 
-def test_int8_export_with_no_calibration_crops(capsys, indexed, tmp_path):
+def test_int8_export_with_no_quantisation_crops(capsys, indexed, tmp_path):
     _, ckpt, _, _ = indexed
     out = tmp_path / "q.onnx"
-    argv = ["export", "onnx", "--checkpoint", ckpt, "-o", out, "--int8", "--calibration-crops"]
-    assert cli_error(capsys, *argv, "0") == "--calibration-crops must be a positive integer, got 0"
+    argv = ["export", "onnx", "--checkpoint", ckpt, "-o", out, "--int8"]
+    expected = "--quantisation-crops must be a positive integer, got 0"
+    assert cli_error(capsys, *argv, "--quantisation-crops", "0") == expected
+    assert not out.exists()
+    # the old name still works, with a warning, and is checked the same way
+    assert main([str(a) for a in (*argv, "--calibration-crops", "0")]) == 2
+    err = capsys.readouterr().err
+    assert "warning: --calibration-crops is now --quantisation-crops" in err
+    assert [ln for ln in err.splitlines() if ln.startswith("error: ")] == [f"error: {expected}"]
     assert not out.exists()
 
 
 def test_in_memory_crops_of_the_wrong_form(indexed):
     _, ckpt, _, _ = indexed
-    extractor = FeatureExtractor.load(ckpt)
+    extractor = attnreid.load(ckpt)
     with pytest.raises(ConfigError, match=r"^a numpy crop must be \(H, W, 3\) uint8, got shape "
                        r"\(64, 32\) dtype uint8$"):  # fmt: skip
         extractor([np.zeros((64, 32), np.uint8)])

@@ -14,11 +14,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from attnreid.engine.checkpoint import (
-    AtomicCheckpointIO,
-    load_model_from_checkpoint,
-    read_checkpoint,
-)
+import attnreid
+from attnreid.engine.checkpoint import AtomicCheckpointIO, read_checkpoint
 from attnreid.errors import CheckpointError
 from tests.conftest import tiny_train_overrides
 from tests.reliability.helpers import cli_error
@@ -64,7 +61,7 @@ def test_crafted_pickle_is_refused_and_never_runs(kind, tmp_path, capsys, tiny_s
         read_checkpoint(path)
     assert str(exc.value) == _refused(path, REASON)
     with pytest.raises(CheckpointError, match="was refused"):
-        load_model_from_checkpoint(path)
+        attnreid.load(path)
     with pytest.raises(CheckpointError, match="was refused"):
         AtomicCheckpointIO().load_checkpoint(path, weights_only=False)  # Lightning's restore
     assert cli_error(capsys, "eval", "--checkpoint", path) == _refused(path, REASON)

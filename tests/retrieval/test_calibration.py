@@ -9,12 +9,13 @@ import math
 import numpy as np
 import pytest
 
+import attnreid
 from attnreid.cli.main import main
-from attnreid.engine.build import load_dataset, load_model_and_config
-from attnreid.evaluation.distance import compute_distance
-from attnreid.evaluation.evaluate import extract_query_gallery
+from attnreid.engine.build import load_dataset
+from attnreid.evaluation.features import FeatureSet
 from attnreid.retrieval import GalleryIndex
 from attnreid.retrieval.calibration import Verdicts, load_thresholds
+from attnreid.utils.distance import compute_distance
 from attnreid.viz.verification import verification_figure
 from tests.evaluation.test_verification import brute_verification
 from tests.retrieval.helpers import build_index, fake_checkpoint
@@ -22,12 +23,18 @@ from tests.retrieval.helpers import build_index, fake_checkpoint
 pytestmark = pytest.mark.slow
 
 
+def _query_gallery(extractor) -> tuple[FeatureSet, FeatureSet]:
+    """The test features of a model on its config's dataset."""
+    dataset = load_dataset(extractor.config)
+    q, g = (extractor.extract(dataset.split(s)) for s in ("query", "gallery"))
+    return q, g
+
+
 def test_calibrate_index_search(tiny_synth, tmp_path, capsys):
     ckpt = fake_checkpoint(tmp_path / "m.ckpt", tiny_synth, **{"eval.metric": "cosine"})
     assert main(["calibrate", "--checkpoint", str(ckpt), "--fmr", "0.1", "0.01"]) == 0
     cal = json.loads((tmp_path / "m.ckpt.calibration.json").read_text())
-    model, cfg = load_model_and_config(ckpt)
-    q, g = extract_query_gallery(model, load_dataset(cfg), cfg, "cpu")
+    q, g = _query_gallery(attnreid.load(ckpt, device="cpu"))
     d = compute_distance(q.features, g.features, metric="cosine").numpy().astype(np.float64)
     for fmr in ("0.1", "0.01"):
         t, tpr, _, _ = brute_verification(d, q.pids, q.camids, g.pids, g.camids, float(fmr))
@@ -62,8 +69,9 @@ def test_eval_reports_the_verification_view(tiny_synth, tmp_path, capsys):
         main(["eval", "--checkpoint", str(ckpt), "--json", "--png", str(tmp_path / "v.png")]) == 0
     )
     metrics = json.loads(capsys.readouterr().out)
-    model, cfg = load_model_and_config(ckpt)
-    q, g = extract_query_gallery(model, load_dataset(cfg), cfg, "cpu")
+    extractor = attnreid.load(ckpt, device="cpu")
+    model, cfg = extractor.model, extractor.config
+    q, g = _query_gallery(extractor)
     d = compute_distance(q.features, g.features, metric="euclidean").numpy().astype(np.float64)
     for fmr in (0.2, 0.05):
         _, tpr, _, _ = brute_verification(d, q.pids, q.camids, g.pids, g.camids, fmr)

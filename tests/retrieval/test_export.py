@@ -8,16 +8,15 @@ import numpy as np
 import onnx
 import pytest
 import torch
-from torch.utils.data import DataLoader
 
+from attnreid.config import load_config
 from attnreid.data.base import ReIDItem
-from attnreid.data.loaders import ImageDataset
-from attnreid.data.transforms import build_transforms
 from attnreid.errors import AttnReidError, ModelError
-from attnreid.evaluation.features import extract_features
+from attnreid.evaluation.extractor import FeatureExtractor
 from attnreid.models import build_model
+from attnreid.models.exported import OnnxModel, read_onnx_metadata
 from attnreid.models.registry import _MODELS, model_factory
-from attnreid.retrieval import OnnxModel, export_onnx, read_onnx_metadata
+from attnreid.retrieval import export_onnx
 from tests.conftest import write_image
 
 HEIGHT, WIDTH = 64, 32  # the input size the preset smoke test trains every model at
@@ -57,7 +56,12 @@ def close(got: torch.Tensor | np.ndarray, ref: torch.Tensor | np.ndarray) -> flo
     return float(np.abs(np.asarray(got) - ref).max() / max(1.0, np.abs(ref).max()))
 
 
-@pytest.mark.parametrize("name", families())
+QUICK = ("baseline", "osnet_x0_25")  # the quick loop's two; every family in the full suite
+
+
+@pytest.mark.parametrize(
+    "name", [n if n in QUICK else pytest.param(n, marks=pytest.mark.slow) for n in families()]
+)
 def test_onnxruntime_features_equal_pytorch(tmp_path, name):
     model = small_model(name)
     diff = export_onnx(model, tmp_path / "m.onnx", height=HEIGHT, width=WIDTH)
@@ -83,16 +87,24 @@ def test_metadata_and_extraction_through_onnxruntime(tmp_path):
     assert md["config"] == {"data": {"height": HEIGHT, "width": WIDTH}, "eval": {"flip": True}}
     # the graph normalises inside: its loader only scales [0, 1] images to 0-255
     assert (md["mean"], md["std"]) == ([0.0] * 3, [1 / 255] * 3)
-    # extract_features (with flip averaging) gives the same features with either model, each
+    # FeatureExtractor (with flip averaging) gives the same features with either model, each
     # with the loader of its own input statistics
     items = [ReIDItem(str(write_image(tmp_path / f"{i}.jpg", seed=i)), i, 0) for i in range(5)]
-    features = []
+    test = load_config(
+        None,
+        [f"data.height={HEIGHT}", f"data.width={WIDTH}", "data.test_batch_size=2",
+         "data.workers=0", "eval.flip=true", "device=cpu"],
+    )  # fmt: skip
+    features, stats = [], []
     for m in (model, OnnxModel(tmp_path / "m.onnx")):
-        tf = build_transforms(HEIGHT, WIDTH, train=False, mean=m.input_mean, std=m.input_std)
-        features.append(extract_features(m, DataLoader(ImageDataset(items, tf), batch_size=2)))
+        extractor = FeatureExtractor(m, test)
+        stats.append((tuple(extractor.mean), tuple(extractor.std)))
+        features.append(extractor.extract(items))
+    assert stats == [(model.input_mean, model.input_std), ((0.0,) * 3, (1 / 255,) * 3)]
     assert close(features[1].features, features[0].features) <= 1e-4
 
 
+@pytest.mark.slow  # the fallback exporter, several seconds
 def test_dynamo_exporter(tmp_path):
     model = small_model("resnet18")
     diff = export_onnx(model, tmp_path / "d.onnx", height=HEIGHT, width=WIDTH, exporter="dynamo")

@@ -8,16 +8,10 @@ import numpy as np
 import pytest
 import torch
 
+import attnreid
 from attnreid.errors import ConfigError, DatasetError
 from attnreid.evaluation.scoring import Scorer
-from attnreid.retrieval import (
-    GalleryIndex,
-    export_checkpoint,
-    extract_crops,
-    load_feature_model,
-    parse_crop_name,
-    scan_folder,
-)
+from attnreid.retrieval import GalleryIndex, export_onnx, parse_crop_name, scan_folder
 from tests.conftest import write_image
 from tests.retrieval.helpers import fake_checkpoint
 
@@ -61,39 +55,48 @@ def test_scan_folder_and_manifest(tmp_path):
 
 def test_python_api_round_trip(tmp_path, tiny_synth):
     ckpt = fake_checkpoint(tmp_path / "m.ckpt", tiny_synth)
-    model, cfg, source = load_feature_model(checkpoint=ckpt)
+    extractor = attnreid.load(ckpt)
+    model, cfg, source = extractor.model, extractor.config, extractor.source
     assert source["model"] == "resnet18" and source["feature_dim"] == 512
+    assert source["model_file"] == str(ckpt.resolve()) and source["epoch"] == 0
+    assert (source["height"], source["width"]) == extractor.size == (64, 32)
     assert model.config is cfg and index_metric(model, cfg) == "euclidean"
     files = sorted((tiny_synth / "bounding_box_test").iterdir())
     first = scan_folder(tiny_synth / "bounding_box_test", _manifest(tmp_path, files[:12]))
     second = scan_folder(tiny_synth / "bounding_box_test", _manifest(tmp_path, files[12:20]))
     index = GalleryIndex.build(
-        extract_crops(model, cfg, first),
+        extractor.extract(first.items()).features,
         first.paths,
         pids=first.pids,
         metric=index_metric(model, cfg),
         info=source,
     )
-    index.add(extract_crops(model, cfg, second), second.paths, pids=second.pids)
+    index.add(extractor.extract(second.items()).features, second.paths, pids=second.pids)
     index = GalleryIndex.load(index.save(tmp_path / "g.index"))
     assert len(index) == 20
     queries = [second.paths[3], first.paths[5]]
-    hits = index.search(extract_crops(model, cfg, queries), top_k=5)
+    hits = index.search(extractor.extract(queries).features, top_k=5)
     assert [h[0].path for h in hits] == queries  # each query's own image ranks first
     assert hits[0][0].distance < 1e-3 < hits[0][1].distance
 
 
 def test_onnx_model_gives_the_same_features(tmp_path, tiny_synth):
     ckpt = fake_checkpoint(tmp_path / "m.ckpt", tiny_synth, **{"eval.metric": "cosine"})
-    export_checkpoint(ckpt, tmp_path / "m.onnx")
+    torch_ext = attnreid.load(ckpt)
+    h, w = torch_ext.size
+    export_onnx(torch_ext.model, tmp_path / "m.onnx", height=h, width=w, config=torch_ext.config)
     paths = sorted(str(p) for p in (tiny_synth / "query").iterdir())[:6]
-    a = extract_crops(*load_feature_model(checkpoint=ckpt)[:2], paths)
-    model, cfg, source = load_feature_model(onnx=tmp_path / "m.onnx")
+    a = attnreid.load(ckpt).extract(paths).features
+    onnx_ext = attnreid.load(tmp_path / "m.onnx")
+    model, cfg, source = onnx_ext.model, onnx_ext.config, onnx_ext.source
     assert index_metric(model, cfg) == "cosine" and source["model"] == "resnet18"
-    b = extract_crops(model, cfg, paths)
+    assert source["model_file"] == str((tmp_path / "m.onnx").resolve()) and onnx_ext.size == (h, w)
+    b = onnx_ext.extract(paths).features
     assert float((a - b).abs().max()) <= 1e-4 * max(1.0, float(a.abs().max()))
-    with pytest.raises(ConfigError, match="exactly one"):
-        load_feature_model()
+    with pytest.raises(ConfigError, match="give a model file"):
+        attnreid.load()
+    with pytest.raises(ConfigError, match="an untrained model is built from a config"):
+        attnreid.load(ckpt, untrained=True)
 
 
 def index_metric(model, cfg) -> str:
@@ -106,10 +109,12 @@ def test_a_model_written_by_an_older_version_still_loads(tmp_path, tiny_synth):
     old = torch.load(ckpt, weights_only=True)
     old["hyper_parameters"]["config"]["eval"]["block_threshold"] = 1 << 26
     torch.save(old, ckpt)
-    model, cfg, _ = load_feature_model(checkpoint=ckpt, overrides=["eval.flip=false"])
+    extractor = attnreid.load(ckpt, overrides=["eval.flip=false"])
+    model, cfg = extractor.model, extractor.config
     assert "block_threshold" not in cfg["eval"] and model.config["eval"]["flip"] is False
+    assert extractor.flip is False
     with pytest.raises(ConfigError, match="unknown config key 'eval.block_threshold'"):
-        load_feature_model(checkpoint=ckpt, overrides=["eval.block_threshold=1"])
+        attnreid.load(ckpt, overrides=["eval.block_threshold=1"])
 
 
 def _manifest(tmp_path, files):

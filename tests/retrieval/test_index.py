@@ -9,8 +9,8 @@ import pytest
 import torch
 
 from attnreid.errors import AttnReidError, ConfigError
-from attnreid.evaluation.distance import compute_distance
 from attnreid.retrieval import GalleryIndex
+from attnreid.utils.distance import compute_distance
 
 
 def gallery(n: int, dim: int = 16, seed: int = 0) -> np.ndarray:
@@ -71,10 +71,40 @@ def test_approximate_indexes_find_the_image_itself(tmp_path, kind, params):
     index.add(feats[600:], [f"{i}" for i in range(600, 800)])
     index = GalleryIndex.load(index.save(tmp_path / "x.index"))
     assert index.kind == kind
-    found = [h[0].index for h in index.search(feats[::20], top_k=3)]
+    found = [h[0].id for h in index.search(feats[::20], top_k=3)]
     assert found == list(range(0, 800, 20))
     if kind == "ivf":
         assert 1 <= index.params["nlist"] <= 600 // 39
+
+
+def test_items_and_the_model_file_of_older_headers():
+    """``item(i)`` is the search record without rank or distance; the model file comes from
+    ``info["model_file"]``, or from the ``checkpoint`` / ``onnx`` keys older indexes wrote."""
+    index = GalleryIndex.build(gallery(3), ["a/0001_c2s1_000100_00.jpg", "b", "c"], pids=[1, -1, 2],
+                               camids=[1, -1, 0], times=[100.0, np.nan, 5.0])  # fmt: skip
+    item = index.item(0)
+    assert (item.id, item.path, item.pid, item.camid, item.time) == (
+        0, "a/0001_c2s1_000100_00.jpg", 1, 1, 100.0,
+    )  # fmt: skip
+    assert (item.rank, item.distance, item.verdict) == (None, None, None)
+    assert index.item(1).as_dict() == {
+        "id": 1, "rank": None, "distance": None, "name": "b", "pid": None, "camera": None,
+        "time": None, "verdict": None, "path": "b",
+    }  # fmt: skip
+    shown = item.as_dict(path=False)  # the server's form: no file path
+    assert shown["camera"] == 2 and shown["name"] == "0001_c2s1_000100_00.jpg"
+    assert "path" not in shown
+    hit = index.search(gallery(3)[2:], top_k=1)[0][0]
+    assert (hit.id, hit.rank, hit.path, hit.pid) == (2, 1, "c", 2)
+    with pytest.raises(IndexError):
+        index.item(3)
+    assert index.model_file is None
+    for info, expected in [
+        ({"model_file": "/m/new.ckpt", "checkpoint": "/m/old.ckpt"}, "/m/new.ckpt"),
+        ({"checkpoint": "/m/old.ckpt"}, "/m/old.ckpt"),
+        ({"onnx": "/m/old.onnx"}, "/m/old.onnx"),
+    ]:
+        assert GalleryIndex(16, info={"model": "toy", **info}).model_file == expected
 
 
 def test_top_k_larger_than_the_gallery():

@@ -13,10 +13,12 @@ import torch
 from fastapi.testclient import TestClient
 from PIL import Image
 
+import attnreid
 from attnreid.errors import AttnReidError
+from attnreid.evaluation.extractor import FeatureExtractor
 from attnreid.retrieval import GalleryIndex
-from attnreid.retrieval.extractor import FeatureExtractor
-from attnreid.serve import GalleryStore, Verdicts, create_app
+from attnreid.retrieval.calibration import Verdicts
+from attnreid.serve import GalleryStore, create_app
 from tests.retrieval.helpers import build_index, fake_checkpoint
 
 
@@ -26,7 +28,7 @@ def served(tiny_synth: Path, tmp_path_factory: pytest.TempPathFactory):
     tmp = tmp_path_factory.mktemp("serve")
     ckpt = fake_checkpoint(tmp / "m.ckpt", tiny_synth)
     index = build_index(ckpt, tiny_synth / "bounding_box_test", tmp / "g.index")
-    return index, FeatureExtractor.load(ckpt)
+    return index, attnreid.load(ckpt)
 
 
 @pytest.fixture
@@ -177,14 +179,64 @@ def test_bad_requests_are_one_line_4xx(client, request_, status, error):
     assert "\n" not in res.json()["error"] and len(GalleryIndex.load(store.path)) == n
 
 
-def test_only_indexed_images_are_served(client):
+def test_only_indexed_images_are_served(client, tmp_path):
     http, store, _ = client
-    assert http.get(f"/api/crops/{len(store)}/image").status_code == 404
-    res = http.get("/api/crops/..%2F..%2Fetc%2Fpasswd/image")
-    assert (res.status_code, res.json()) == (404, {"error": "Not Found"})
+    # every item's image is the file the index names, byte for byte
+    for i in range(len(store)):
+        res = http.get(f"/api/crops/{i}/image")
+        assert res.status_code == 200 and res.content == Path(store.item(i).path).read_bytes()
+    # files beside the index or the crops, named by path in any spelling, are not reachable
+    secret = store.path.parent / "secret.png"
+    secret.write_bytes(Path(store.item(0).path).read_bytes())
+    for url in (
+        "/api/crops/secret.png/image",
+        "/api/crops/..%2Fsecret.png/image",
+        f"/api/crops/{secret}/image",
+        "/static/..%2Fsecret.png",
+        "/static/..%2Fstore.py",
+        "/secret.png",
+    ):
+        res = http.get(url)
+        assert res.status_code in (404, 422) and res.content != secret.read_bytes(), url
+    assert http.get(f"/api/crops/{len(store)}/image").json()["error"].startswith("no crop ")
     res = http.get("/api/crops/abc/image")
     assert res.status_code == 422 and res.json()["error"].startswith("item_id: ")
-    assert http.get("/static/..%2Fstore.py").status_code == 404
+    # an indexed item whose file went missing: 404 with a reason, nothing else served
+    Path(store.item(1).path).rename(tmp_path / "moved.png")
+    try:
+        res = http.get("/api/crops/1/image")
+        assert (res.status_code, res.json()) == (
+            404,
+            {"error": "the image of crop 1 is missing on the server"},
+        )
+    finally:
+        (tmp_path / "moved.png").rename(store.item(1).path)
+
+
+def test_attention_endpoint_draws_what_viz_attention_draws(tiny_synth, tmp_path):
+    """POST /api/attention (an upload, or a gallery crop) gives the very PNG that ``attnreid
+    viz attention`` writes for the same image and model; a model without attention is a 400."""
+    from attnreid.cli.main import main
+
+    ckpt = fake_checkpoint(tmp_path / "sa.ckpt", tiny_synth, name="sa_resnet",
+                           options={"backbone": "resnet18"})  # fmt: skip
+    index = build_index(ckpt, tiny_synth / "bounding_box_test", tmp_path / "g.index")
+    store = GalleryStore(index)
+    http = TestClient(create_app(store, attnreid.load(ckpt)))
+    assert http.get("/api/info").json()["attention"] is True
+    image = Path(store.item(3).path)
+    assert main(["viz", "attention", "--checkpoint", str(ckpt), "--image", str(image),
+                 "-o", str(tmp_path / "cli.png")]) == 0  # fmt: skip
+    expected = (tmp_path / "cli.png").read_bytes()
+    for res in (_post(http, "/api/attention", image), _post(http, "/api/attention", crop_id=3)):
+        assert res.status_code == 200 and res.headers["content-type"] == "image/png"
+        assert res.content == expected
+    plain_index = build_index(fake_checkpoint(tmp_path / "r.ckpt", tiny_synth),
+                              tiny_synth / "bounding_box_test", tmp_path / "r.index")  # fmt: skip
+    plain = TestClient(create_app(GalleryStore(plain_index), attnreid.load(tmp_path / "r.ckpt")))
+    res = _post(plain, "/api/attention", crop_id=0)
+    assert res.status_code == 400
+    assert res.json() == {"error": "model 'resnet18' has no attention maps"}
 
 
 def test_verdicts_from_thresholds():
@@ -202,11 +254,9 @@ def test_verdicts_from_thresholds():
 
 
 def test_feature_extractor_matches_files_in_every_input_form(served, tiny_synth):
-    from attnreid.retrieval import extract_crops
-
     _, extractor = served
     files = sorted((tiny_synth / "query").iterdir())[:5]
-    ref = extract_crops(extractor.model, extractor.config, files).numpy()
+    ref = extractor.extract(files).features.numpy()  # the files, through the test loader
     rgb = [np.array(Image.open(f).convert("RGB")) for f in files]
     for crops, channels in [
         (rgb, "RGB"),

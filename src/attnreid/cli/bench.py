@@ -17,7 +17,7 @@ import os
 import platform
 from typing import Any
 
-from attnreid.cli.model_args import add_model_args
+from attnreid.cli.options import add_model_args
 from attnreid.config import load_config
 from attnreid.errors import ConfigError
 

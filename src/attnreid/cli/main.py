@@ -7,12 +7,17 @@ Every user error (:class:`attnreid.errors.AttnReidError`) is printed as one line
 from __future__ import annotations
 
 import argparse
+import importlib
 import sys
 from collections.abc import Sequence
 
 from attnreid import __version__
-from attnreid.cli import bench, commands, data, demo, retrieval, serve, viz
 from attnreid.errors import AttnReidError
+
+COMMANDS = (
+    "train", "eval", "extract", "synth", "list", "demo", "bench", "viz", "data",
+    "index", "search", "export", "calibrate", "serve",
+)  # fmt: skip
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -23,8 +28,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"attnreid {__version__}")
     parser.add_argument("--debug", action="store_true", help="show tracebacks of errors")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    for module in (commands, demo, bench, viz, data, retrieval, serve):
-        module.register(sub)
+    for name in COMMANDS:  # each in the file named after it
+        importlib.import_module(f"attnreid.cli.{name}").register(sub)
     return parser
 
 

@@ -1,9 +1,10 @@
 """``attnreid viz``: figures from a trained model. Sub-commands: ``attention``.
 
-``attnreid viz attention --checkpoint C --image Q.jpg [--point Y,X] [-o out.png]`` rebuilds the
-model of an attnreid checkpoint, resizes and normalises the image as the checkpoint's config
-does for testing, asks the model for its attention maps (``attention_maps``, implemented by
-every model with attention) and draws them over the image (:func:`attnreid.viz.draw_attention`).
+``attnreid viz attention --checkpoint C --image Q.jpg [--point Y,X] [-o out.png]`` opens the
+model of an attnreid checkpoint (:func:`attnreid.load`), resizes and normalises the image as
+its config does for testing, asks the model for its attention maps (``attention_maps``,
+implemented by every model with attention) and draws them over the image
+(:func:`attnreid.viz.draw_attention`).
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from attnreid.cli import viz_results
-from attnreid.cli.model_args import add_model_args, load_model
+from attnreid.cli.options import add_model_args, load_model
 
 
 def register(sub: Any) -> None:
@@ -69,39 +70,19 @@ def _register_attention(vsub: Any) -> None:
 
 
 def cmd_viz_attention(args: argparse.Namespace) -> int:
-    from PIL import Image
-
-    from attnreid.data import build_transforms
     from attnreid.data.images import read_image
-    from attnreid.errors import ModelError
-    from attnreid.evaluation.evaluate import input_stats
     from attnreid.utils.checks import positive_int
-    from attnreid.viz import draw_attention
+    from attnreid.viz.attention import draw_attention, model_attention
 
     positive_int(args.scale, "--scale")
-    model, cfg = load_model(args)
-    name = getattr(model, "model_name", "") or type(model).__name__
-    if not callable(getattr(model, "attention_maps", None)):
-        raise ModelError(
-            f"model {name!r} of checkpoint {args.checkpoint} has no attention maps to draw "
-            "(it has no attention module)"
-        )
-    image = read_image(args.image)
-    height, width = cfg["data"]["height"], cfg["data"]["width"]
-    mean, std = input_stats(model, cfg)
-    x = build_transforms(height, width, train=False, mean=mean, std=std)(image).unsqueeze(0)
-    maps = model.attention_maps(x, args.point)  # {name: (1, h, w)}
-    if not maps:
-        raise ModelError(f"model {name!r} returned no attention maps")
-    shown = image.resize((width, height), Image.Resampling.BILINEAR)  # as the model sees it
+    extractor = load_model(args)
+    shown, maps = model_attention(extractor, read_image(args.image), args.point)
     out = Path(args.output) if args.output else Path(f"{Path(args.image).stem}_attention.png")
-    path = draw_attention(
-        shown,
-        {k: v[0].float().cpu() for k, v in maps.items()},
-        out,
-        query_point=args.point,
-        scale=args.scale,
+    path = draw_attention(shown, maps, out, query_point=args.point, scale=args.scale)
+    sizes = ", ".join(f"{k} {tuple(v.shape)}" for k, v in maps.items())
+    height, width = extractor.size
+    print(
+        f"wrote {path}: {extractor.model_name} attention maps ({sizes}) over a "
+        f"{height}x{width} input"
     )
-    sizes = ", ".join(f"{k} {tuple(v.shape[1:])}" for k, v in maps.items())
-    print(f"wrote {path}: {name} attention maps ({sizes}) over a {height}x{width} input")
     return 0

@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from attnreid.cli.model_args import add_model_args, load_model
+from attnreid.cli.options import add_model_args, load_model
 from attnreid.errors import AttnReidError, ConfigError
 from attnreid.utils.checks import positive_int
 
@@ -103,14 +103,12 @@ def _scorer(args: argparse.Namespace, model: Any, eval_cfg: dict[str, Any]) -> A
 
 def _from_checkpoint(args: argparse.Namespace, checkpoint: str) -> _Source:
     from attnreid.engine.build import load_dataset
-    from attnreid.evaluation.evaluate import extract_query_gallery
-    from attnreid.utils.device import resolve_device
 
-    model, cfg = load_model(args, checkpoint=checkpoint)
-    e = cfg["eval"]
-    scorer = _scorer(args, model, e)  # checks --metric before the features are extracted
-    dataset = load_dataset(cfg)
-    query, gallery = extract_query_gallery(model, dataset, cfg, resolve_device(cfg["device"]))
+    extractor = load_model(args, checkpoint)
+    e = extractor.config["eval"]
+    scorer = _scorer(args, extractor.model, e)  # checks --metric before extracting features
+    dataset = load_dataset(extractor.config)
+    query, gallery = (extractor.extract(dataset.split(s)) for s in ("query", "gallery"))
     mode = dataset.eval_mode if e["mode"] == "auto" else e["mode"]
     return _Source(checkpoint, query, gallery, scorer, mode)
 

@@ -1,4 +1,4 @@
-"""Reading images robustly.
+"""Reading images robustly (and, for datasets, replacing an unreadable one).
 
 Images are decoded by content, not by extension (a real-world quirk: some datasets ship JPEG
 data in ``.png`` files), converted to RGB (grayscale, palette and RGBA images included), and
@@ -9,11 +9,16 @@ inside a transform.
 from __future__ import annotations
 
 import os
-from typing import BinaryIO
+from collections import defaultdict
+from collections.abc import Callable
+from typing import Any, BinaryIO, TypeVar
 
 from PIL import Image, UnidentifiedImageError
 
+from attnreid.data.base import ReIDItem
 from attnreid.errors import DatasetError
+
+T = TypeVar("T")
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
 
@@ -61,3 +66,45 @@ def read_image(
         raise DatasetError(f"not an image (cannot identify its format): {where}") from None
     except (OSError, SyntaxError, ValueError) as exc:
         raise DatasetError(f"unreadable or truncated image {where}: {exc}") from None
+
+
+def read_checked(path: str) -> Any:
+    """:func:`read_image`, with the path attached to the error (``exc.bad_path``)."""
+    try:
+        return read_image(path)
+    except DatasetError as exc:
+        exc.bad_path = path  # type: ignore[attr-defined]
+        raise
+
+
+class SameIdentityFallback:
+    """Replace an unreadable item by the next readable item of the same identity."""
+
+    items: list[ReIDItem]
+    skip_bad: bool
+
+    def _init_fallback(self, skip_bad: bool) -> None:
+        self.skip_bad = skip_bad
+        self._by_pid: dict[int, list[int]] = defaultdict(list)
+        for i, it in enumerate(self.items):
+            self._by_pid[it.pid].append(i)
+
+    def load_or_replace(self, index: int, load: Callable[[int], T]) -> tuple[T, int, str]:
+        """``(load(j), j, bad_path)``: ``j == index`` and ``bad_path == ""`` when it reads."""
+        try:
+            return load(index), index, ""
+        except DatasetError as exc:
+            if not self.skip_bad:
+                raise
+            bad = getattr(exc, "bad_path", self.items[index].path)
+            first = exc
+        same = self._by_pid[self.items[index].pid]
+        pos = same.index(index)
+        for j in same[pos + 1 :] + same[:pos]:
+            try:
+                return load(j), j, bad
+            except DatasetError:
+                continue
+        raise DatasetError(
+            f"{first} (no other image of identity {self.items[index].pid} is readable either)"
+        ) from None

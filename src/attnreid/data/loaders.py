@@ -12,61 +12,16 @@ across worker processes (:class:`attnreid.engine.skipped.SkippedImages`).
 
 from __future__ import annotations
 
-from collections import defaultdict
 from collections.abc import Callable, Sequence
-from typing import Any, TypeVar
+from typing import Any
 
 import torch
 from torch.utils.data import DataLoader, Dataset
 
 from attnreid.data.base import ReIDItem
-from attnreid.data.images import read_image
+from attnreid.data.images import SameIdentityFallback, read_checked
 from attnreid.data.samplers import PKBatchSampler
-from attnreid.errors import DatasetError
-
-T = TypeVar("T")
-
-
-def read_checked(path: str) -> Any:
-    """:func:`read_image`, with the path attached to the error (``exc.bad_path``)."""
-    try:
-        return read_image(path)
-    except DatasetError as exc:
-        exc.bad_path = path  # type: ignore[attr-defined]
-        raise
-
-
-class SameIdentityFallback:
-    """Replace an unreadable item by the next readable item of the same identity."""
-
-    items: list[ReIDItem]
-    skip_bad: bool
-
-    def _init_fallback(self, skip_bad: bool) -> None:
-        self.skip_bad = skip_bad
-        self._by_pid: dict[int, list[int]] = defaultdict(list)
-        for i, it in enumerate(self.items):
-            self._by_pid[it.pid].append(i)
-
-    def load_or_replace(self, index: int, load: Callable[[int], T]) -> tuple[T, int, str]:
-        """``(load(j), j, bad_path)``: ``j == index`` and ``bad_path == ""`` when it reads."""
-        try:
-            return load(index), index, ""
-        except DatasetError as exc:
-            if not self.skip_bad:
-                raise
-            bad = getattr(exc, "bad_path", self.items[index].path)
-            first = exc
-        same = self._by_pid[self.items[index].pid]
-        pos = same.index(index)
-        for j in same[pos + 1 :] + same[:pos]:
-            try:
-                return load(j), j, bad
-            except DatasetError:
-                continue
-        raise DatasetError(
-            f"{first} (no other image of identity {self.items[index].pid} is readable either)"
-        ) from None
+from attnreid.data.video import VideoDataset
 
 
 class ImageDataset(SameIdentityFallback, Dataset[dict[str, Any]]):
@@ -115,8 +70,6 @@ def build_train_loader(
     sample is ``seq_len`` consecutive frames from a random start."""
     sampler = PKBatchSampler([it.pid for it in items], num_identities, num_instances, seed=seed)
     if has_frames(items):
-        from attnreid.data.video import VideoDataset
-
         dataset: Dataset = VideoDataset(
             items, transform, seq_len=seq_len, sampler="random", skip_bad=skip_bad
         )
@@ -145,8 +98,6 @@ def build_test_loader(
     ``"first"`` (the first ``seq_len`` consecutive frames, looped), and
     ``batch_size`` counts frames (``batch_size // seq_len`` tracklet chunks per batch)."""
     if has_frames(items):
-        from attnreid.data.video import VideoDataset
-
         dataset: Dataset = VideoDataset(items, transform, seq_len=seq_len, sampler=test_frames)
         batch_size = max(1, batch_size // seq_len)
     else:

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -192,3 +193,13 @@ def build_transforms(
     if train and cutout > 0:
         ops.append(Cutout(cutout, cutout_size))
     return v2.Compose(ops)
+
+
+def input_stats(model: object, cfg: dict[str, Any]) -> tuple[Any, Any]:
+    """The normalisation ``(mean, std)`` of a model's input: the one its weights expect
+    (``data.normalization: backbone``, the model's ``input_mean`` / ``input_std``), or
+    ImageNet's (``imagenet``)."""
+    norm = one_of(cfg["data"]["normalization"], ("backbone", "imagenet"), "data.normalization")
+    if norm == "imagenet":
+        return IMAGENET_MEAN, IMAGENET_STD
+    return getattr(model, "input_mean", IMAGENET_MEAN), getattr(model, "input_std", IMAGENET_STD)

@@ -16,7 +16,7 @@ position in the item list. Frame samplers:
   memory is bounded whatever the tracklet's length); the last chunk is padded with its last
   frame and ``"mask"`` (T,) marks the real frames. Feature extraction averages the frame
   features of all chunks of a tracklet with the mask
-  (:func:`attnreid.evaluation.features.extract_features`).
+  (:class:`attnreid.evaluation.extractor.FeatureExtractor`).
 
 Choice: with ``same_augmentation=True`` (default) every frame of a sample gets the same random
 augmentation (same flip, crop, erasing), so a training clip stays one coherent clip; this is
@@ -39,7 +39,7 @@ import torch
 from torch.utils.data import Dataset
 
 from attnreid.data.base import ReIDItem
-from attnreid.data.loaders import SameIdentityFallback, read_checked
+from attnreid.data.images import SameIdentityFallback, read_checked
 from attnreid.errors import ConfigError
 from attnreid.utils.checks import one_of
 

@@ -1,11 +1,11 @@
-"""Checkpoints: atomic writes, safe loading, and rebuilding the model they hold.
+"""Checkpoints: atomic writes and safe reading.
 
 Training checkpoints are Lightning's (``last.ckpt``, ``epochNNN.ckpt``), written through
 :class:`AtomicCheckpointIO` so a crash never leaves a half-written file. Each one records,
-under ``attnreid``, the model name, class count and options, so that
-:func:`load_model_from_checkpoint` rebuilds the right network and refuses a checkpoint of
-another architecture or class count with a clear message. Loading uses
-``torch.load(weights_only=True)``: a checkpoint can never execute code.
+under ``attnreid``, the model name, class count and options, so that :func:`attnreid.load`
+rebuilds the right network and ``--resume`` refuses a checkpoint of another architecture or
+class count with a clear message. Reading uses ``torch.load(weights_only=True)``: a checkpoint
+can never execute code.
 """
 
 from __future__ import annotations
@@ -16,9 +16,7 @@ from typing import Any
 import torch
 from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
 
-from attnreid.config import load_config, stored_config
 from attnreid.errors import CheckpointError, wrong_file
-from attnreid.models.registry import ReIDModel, build_model
 from attnreid.utils.io import atomic_write
 from attnreid.utils.safe_load import RefusedFile, load_tensors_only
 
@@ -117,57 +115,3 @@ def check_resumable(ckpt: dict[str, Any], path: str | Path, module: torch.nn.Mod
             f"{name!r} model ({len(missing)} missing, {len(unexpected)} unexpected, "
             f"{len(reshaped)} of another shape; first: {first}); were model.options changed?"
         )
-
-
-def load_model_from_checkpoint(
-    path: str | Path,
-    *,
-    expect_model: str | None = None,
-    expect_classes: int | None = None,
-) -> tuple[ReIDModel, dict[str, Any]]:
-    """Rebuild the model stored in an attnreid checkpoint and load its weights.
-
-    ``expect_model`` / ``expect_classes``: refuse a checkpoint of another architecture or class
-    count (evaluation does not need the classifier, so callers may pass ``expect_classes=None``).
-    Returns the model (in eval mode) and the checkpoint's metadata (config, epoch).
-    """
-    if Path(path).suffix == ".safetensors":  # weights + description, no pickle at all
-        from attnreid.engine.safetensors_io import read_safetensors
-
-        ckpt = read_safetensors(path)
-    else:
-        ckpt = read_checkpoint(path)
-    meta = checkpoint_meta(ckpt, path)
-    name, classes = meta["model"], int(meta["num_classes"])
-    if expect_model is not None and expect_model != name:
-        raise CheckpointError(
-            f"checkpoint {path} holds model {name!r} but the config asks for {expect_model!r}"
-        )
-    if expect_classes is not None and expect_classes != classes:
-        raise CheckpointError(
-            f"checkpoint {path} has a {classes}-class classifier but the dataset has "
-            f"{expect_classes} training identities (evaluation does not need the classifier: "
-            f"use attnreid eval, which drops it)"
-        )
-    model = build_model(name, classes, "none", **meta.get("options", {}))
-    state = model_state_dict(ckpt)
-    try:
-        missing, unexpected = model.load_state_dict(state, strict=False)
-    except RuntimeError as exc:  # weights of the right names but other shapes
-        detail = next((ln.strip() for ln in str(exc).splitlines() if "size mismatch" in ln), "")
-        raise CheckpointError(f"checkpoint {path} does not fit model {name!r}: {detail}") from None
-    if missing or unexpected:
-        first = (missing or unexpected)[0]
-        raise CheckpointError(
-            f"checkpoint {path} does not fit model {name!r}: {len(missing)} missing and "
-            f"{len(unexpected)} unexpected weights (first: {first})"
-        )
-    model.eval()
-    meta = {
-        **meta,
-        "epoch": ckpt.get("epoch"),
-        "config": ckpt.get("hyper_parameters", {}).get("config"),
-    }
-    if meta["config"]:  # the settings it was trained and evaluated with (attnreid.evaluate)
-        model.config = load_config(None, **stored_config(meta["config"]))
-    return model, meta

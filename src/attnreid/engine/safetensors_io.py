@@ -5,7 +5,7 @@ a ``.safetensors`` file holds only tensors and a JSON header, so it can be share
 any tool without running anything. Training writes ``epochNNN.safetensors`` and
 ``last.safetensors`` beside ``epochNNN.ckpt`` / ``last.ckpt`` (the network's weights, without
 the optimiser state and the loss modules), with the model description in the header's
-metadata so that :func:`attnreid.engine.checkpoint.load_model_from_checkpoint` rebuilds the
+metadata so that :func:`attnreid.load` rebuilds the
 network from either file:
 
 * ``attnreid``: JSON ``{"model", "num_classes", "options", "feature_dim"}`` (as in the

@@ -30,6 +30,7 @@ from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
 
 from attnreid.config import dump_config
 from attnreid.data import build_train_loader, build_transforms
+from attnreid.data.transforms import input_stats
 from attnreid.engine.build import build_model_from_config, load_dataset
 from attnreid.engine.callbacks import (
     EpochCheckpoint,
@@ -43,7 +44,7 @@ from attnreid.engine.checkpoint import AtomicCheckpointIO, check_resumable, read
 from attnreid.engine.module import ReIDModule
 from attnreid.engine.skipped import SkippedImages
 from attnreid.errors import CheckpointError, ConfigError
-from attnreid.evaluation.evaluate import input_stats, make_evaluator
+from attnreid.evaluation.evaluate import make_evaluator
 from attnreid.utils.checks import one_of, positive_int
 from attnreid.utils.device import resolve_device
 from attnreid.utils.io import atomic_write_text

@@ -13,18 +13,18 @@ functions here are plain single-process extraction.
 from __future__ import annotations
 
 import itertools
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
 import numpy as np
 import torch
 import torch.distributed as dist
 from torch import Tensor, nn
-from torch.utils.data import DataLoader
 
 from attnreid.data.base import ReIDItem
-from attnreid.evaluation.features import FeatureSet, extract_features
+from attnreid.evaluation.extractor import FeatureExtractor
+from attnreid.evaluation.features import FeatureSet
 
-__all__ = ["extract_features_sharded", "process_group", "shard_bounds", "sync_model_state"]
+__all__ = ["extract_sharded", "process_group", "shard_bounds", "sync_model_state"]
 
 _GATHER_ROWS = 8192  # rows per all_gather call (bounds the communication buffers)
 
@@ -81,23 +81,16 @@ def _gather_rows(x: Tensor, counts: Sequence[int]) -> Tensor:
     return torch.cat([torch.cat(pieces[r])[: counts[r]] for r in range(world)])
 
 
-def extract_features_sharded(
-    model: nn.Module,
-    items: Sequence[ReIDItem],
-    make_loader: Callable[[Sequence[ReIDItem]], DataLoader],
-    *,
-    device: torch.device | str = "cpu",
-    flip: bool = True,
-) -> FeatureSet:
-    """:func:`~attnreid.evaluation.features.extract_features` over ``items``, shared by the
-    ranks of the process group (every rank gets the whole result). Call
-    :func:`sync_model_state` first so that all ranks extract with the same model."""
+def extract_sharded(extractor: FeatureExtractor, items: Sequence[ReIDItem]) -> FeatureSet:
+    """``extractor.extract(items)``, shared by the ranks of the process group (every rank gets
+    the whole result). Call :func:`sync_model_state` first so that all ranks extract with the
+    same model."""
     rank, world = process_group()
     if world == 1 or len(items) < world:  # nothing to share
-        return extract_features(model, make_loader(items), device=device, flip=flip)
+        return extractor.extract(items)
     bounds = shard_bounds(len(items), world)
     lo, hi = bounds[rank]
-    local = extract_features(model, make_loader(items[lo:hi]), device=device, flip=flip)
+    local = extractor.extract(items[lo:hi])
     counts = [b - a for a, b in bounds]
     feats = _gather_rows(local.features, counts)
     pids = _gather_rows(torch.from_numpy(local.pids), counts).numpy()

@@ -5,103 +5,36 @@ config's :class:`~attnreid.evaluation.scoring.Scorer` (the model's own distance 
 declares one, e.g. DuATM; else squared euclidean or cosine; optional re-ranking; query blocks
 ranked as they come): CMC / mAP / mINP with the dataset's protocol (Market-style junk removal,
 or CUHK03 single-gallery-shot). Every setting comes from a config: the one the model carries
-(``model.config``, set by :func:`attnreid.engine.build.build_model_from_config` and by loading
-a checkpoint), so that a network is evaluated as its preset says (input size, flip averaging,
-video clip length, metric) — exactly what ``attnreid eval`` and training-time evaluation run,
-through :func:`make_evaluator`. A model without a config gets the library defaults; keyword
-arguments override single settings.
+(``model.config``, set by :func:`attnreid.engine.build.build_model_from_config` and by
+:func:`attnreid.load`), so that a network is evaluated as its preset says (input size, flip
+averaging, video clip length, metric) — exactly what ``attnreid eval`` and training-time
+evaluation run, through :func:`make_evaluator` and its
+:class:`~attnreid.evaluation.extractor.FeatureExtractor`.
+A model without a config gets the library defaults; keyword arguments override single settings.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from typing import Any
 
 import torch
 from torch import nn
-from torch.utils.data import DataLoader
 
 from attnreid.config import load_config
-from attnreid.data.base import ReIDDataset, ReIDItem
-from attnreid.data.loaders import build_test_loader
-from attnreid.data.transforms import IMAGENET_MEAN, IMAGENET_STD, build_transforms
+from attnreid.data.base import ReIDDataset
 from attnreid.errors import ConfigError
-from attnreid.evaluation.distributed import (
-    extract_features_sharded,
-    process_group,
-    sync_model_state,
-)
-from attnreid.evaluation.features import FeatureSet, extract_features
+from attnreid.evaluation.distributed import extract_sharded, process_group, sync_model_state
+from attnreid.evaluation.extractor import FeatureExtractor
 from attnreid.evaluation.metrics import RankResult
 from attnreid.evaluation.scoring import Scorer
-from attnreid.utils.checks import one_of
-from attnreid.utils.device import resolve_device
-
-
-def input_stats(model: nn.Module, cfg: dict[str, Any]) -> tuple[Any, Any]:
-    """The normalisation the model's weights expect (``data.normalization: backbone``), or
-    ImageNet's."""
-    norm = one_of(cfg["data"]["normalization"], ("backbone", "imagenet"), "data.normalization")
-    if norm == "imagenet":
-        return IMAGENET_MEAN, IMAGENET_STD
-    return getattr(model, "input_mean", IMAGENET_MEAN), getattr(model, "input_std", IMAGENET_STD)
-
-
-def test_loader_from_config(
-    items: Sequence[ReIDItem],
-    cfg: dict[str, Any],
-    mean: Any,
-    std: Any,
-    *,
-    batch_size: int | None = None,
-    workers: int | None = None,
-) -> DataLoader:
-    """The test-time loader of a config, the one place every feature extraction (evaluation,
-    ``extract``, pictures, gallery indexes) builds it: the config's input size and the model's
-    normalisation, ``data.test_batch_size`` and ``data.workers`` (unless given), and for
-    tracklets the frame sampling ``data.test_frames`` with clips of ``data.test_seq_len``
-    frames (``None``: ``data.seq_len``)."""
-    d = cfg["data"]
-    tf = build_transforms(d["height"], d["width"], train=False, mean=mean, std=std)
-    return build_test_loader(
-        items,
-        tf,
-        batch_size=d["test_batch_size"] if batch_size is None else batch_size,
-        workers=d["workers"] if workers is None else workers,
-        seq_len=d["test_seq_len"] or d["seq_len"],
-        test_frames=d["test_frames"],
-    )
-
-
-def extract_items(
-    model: nn.Module,
-    items: Sequence[ReIDItem],
-    cfg: dict[str, Any],
-    device: torch.device | str,
-    **loader_options: Any,
-) -> FeatureSet:
-    """Test features of ``items`` (one process), as the config extracts them (its test loader,
-    ``loader_options`` overriding ``batch_size`` / ``workers``; ``eval.flip``: averaged with
-    the mirrored images)."""
-    mean, std = input_stats(model, cfg)
-    loader = test_loader_from_config(items, cfg, mean, std, **loader_options)
-    model.to(device)
-    return extract_features(model, loader, device=device, flip=cfg["eval"]["flip"])
-
-
-def extract_query_gallery(
-    model: nn.Module, dataset: ReIDDataset, cfg: dict[str, Any], device: torch.device
-) -> tuple[FeatureSet, FeatureSet]:
-    """Query and gallery test features of ``model`` (one process): :func:`extract_items`."""
-    q, g = (extract_items(model, dataset.split(s), cfg, device) for s in ("query", "gallery"))
-    return q, g
 
 
 def make_evaluator(
     dataset: ReIDDataset, cfg: dict[str, Any], device: torch.device | str
 ) -> Callable[[nn.Module], RankResult | None]:
     """A function model -> RankResult on the dataset's query / gallery, with the config's test
-    loader (:func:`test_loader_from_config`, the model's normalisation) and ``eval`` section
+    preprocessing (:class:`~attnreid.evaluation.extractor.FeatureExtractor`) and ``eval`` section
     (:meth:`Scorer.from_config <attnreid.evaluation.scoring.Scorer.from_config>`).
 
     Under DDP it is collective: every rank extracts its share of the features with rank 0's
@@ -113,20 +46,12 @@ def make_evaluator(
     def run(model: nn.Module) -> RankResult | None:
         rank, world = process_group()
         if world > 1:  # the model is on this rank's device already
-            dev = next(model.parameters()).device
+            dev: Any = next(model.parameters()).device
             sync_model_state(model)
         else:
-            dev = resolve_device(device)
-            model = model.to(dev)
-        mean, std = input_stats(model, cfg)
-
-        def loader(items: Sequence[ReIDItem]) -> DataLoader:
-            return test_loader_from_config(items, cfg, mean, std)
-
-        q, g = [
-            extract_features_sharded(model, dataset.split(s), loader, device=dev, flip=e["flip"])
-            for s in ("query", "gallery")
-        ]
+            dev = device
+        extractor = FeatureExtractor(model, cfg, device=dev)
+        q, g = [extract_sharded(extractor, dataset.split(s)) for s in ("query", "gallery")]
         if rank != 0:
             return None
         return Scorer.from_config(model, e).score(q, g, mode)

@@ -1,35 +1,22 @@
-"""Feature extraction, and feature files (features + pids / camids / paths in one file).
+"""Feature sets (features + pids / camids / paths) and feature files.
 
-Test-time flip averaging (``flip=True``) averages the features of each image and of its
-horizontal mirror, as SONA-Net, Batch-DropBlock and most re-ID code do. Features are kept
-in float32 on the CPU. Feature files are ``.npz`` archives written atomically; they load
-with ``allow_pickle=False``.
-
-Video (5-D batches ``(B, T, 3, H, W)`` of tracklet clips, :mod:`attnreid.data.video`): the
-frames go through the model as ``(B*T, 3, H, W)`` and a tracklet's feature is the mean of its
-frame features over all its clips (tracklet-level evaluation; a batch ``"mask"`` excludes
-padding frames). A model with ``handles_video = True`` gets the clips themselves and returns
-one ``(B, D)`` feature per clip; clips of one tracklet are averaged, weighted by their real
-frames.
+Features are extracted by :class:`~attnreid.evaluation.extractor.FeatureExtractor` and kept in
+float32 on the CPU. Feature files are ``.npz`` archives written atomically; they load with
+``allow_pickle=False``.
 """
 
 from __future__ import annotations
 
-import contextlib
 import zipfile
 import zlib
-from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
-from torch import Tensor, nn
-from torch.utils.data import DataLoader
+from torch import Tensor
 
-from attnreid.data.base import ReIDItem
 from attnreid.errors import AttnReidError, wrong_file
-from attnreid.utils.device import eval_mode
 from attnreid.utils.io import atomic_open
 from attnreid.utils.safe_load import open_npz
 
@@ -59,71 +46,7 @@ class FeatureSet:
         )
 
 
-@torch.no_grad()
-def extract_features(
-    model: nn.Module,
-    loader: DataLoader,
-    *,
-    device: torch.device | str = "cpu",
-    flip: bool = True,
-    amp: bool | None = None,
-) -> FeatureSet:
-    """Run ``model`` (in eval mode) over ``loader``; restores the model's previous mode."""
-    device = torch.device(device)
-    amp = (device.type == "cuda") if amp is None else amp
-    feats, pids, camids, indices, weights = [], [], [], [], []
-    video = False
-    autocast = torch.autocast(device.type, dtype=torch.float16) if amp else contextlib.nullcontext()
-    with eval_mode(model):
-        for batch in loader:
-            x = batch["image"].to(device, non_blocking=True)
-            with autocast:
-                if x.dim() == 5:
-                    video = True
-                    f, w = _clip_features(model, x, batch.get("mask"), flip)
-                    weights.append(w)
-                else:
-                    f = flip_forward(model, x, flip)
-                    weights.append(torch.ones(len(f)))
-            feats.append(f.float().cpu())
-            pids.append(batch["pid"])
-            camids.append(batch["camid"])
-            indices.append(batch["index"])
-    items: Sequence[ReIDItem] = loader.dataset.items  # type: ignore[attr-defined]
-    index = torch.cat(indices).numpy() if indices else np.zeros(0, dtype=np.int64)
-    dim = feats[0].shape[1:] if feats else (0,)
-    out = FeatureSet(
-        torch.cat(feats) if feats else torch.zeros((0, *dim)),
-        torch.cat(pids).numpy().astype(np.int64) if pids else np.zeros(0, np.int64),
-        torch.cat(camids).numpy().astype(np.int64) if camids else np.zeros(0, np.int64),
-        [items[i].path for i in index],
-    )
-    return _per_tracklet(out, index, torch.cat(weights)) if video else out
-
-
-def flip_forward(model: nn.Module, x: Tensor, flip: bool) -> Tensor:
-    """``model(x)``, averaged with the features of the mirrored images if ``flip``."""
-    f = model(x)
-    return (f + model(torch.flip(x, dims=[-1]))) / 2 if flip else f
-
-
-def _clip_features(
-    model: nn.Module, x: Tensor, mask: Tensor | None, flip: bool
-) -> tuple[Tensor, Tensor]:
-    """Features of clips ``x`` (B, T, 3, H, W): the masked mean over frames (B, D) and the
-    number of real frames (B,)."""
-    b, t = x.shape[:2]
-    m = torch.ones(b, t) if mask is None else mask.float().cpu()
-    if getattr(model, "handles_video", False):
-        # (B, D): the model consumes the sequence itself
-        return flip_forward(model, x, flip), m.sum(1)
-    f = flip_forward(model, x.flatten(0, 1), flip)  # frames (B*T, 3, H, W)
-    f = f.float().view(b, t, -1)  # (B, T, D)
-    w = m.to(f.device)
-    return (f * w[..., None]).sum(1) / w.sum(1, keepdim=True).clamp_min(1), m.sum(1)
-
-
-def _per_tracklet(fs: FeatureSet, index: np.ndarray, weights: Tensor) -> FeatureSet:
+def per_tracklet(fs: FeatureSet, index: np.ndarray, weights: Tensor) -> FeatureSet:
     """Merge the rows of one item (the clips of a tracklet): the weighted mean feature."""
     uniq, first, inverse = np.unique(index, return_index=True, return_inverse=True)
     order = np.argsort(first)  # items in the order the loader gave them

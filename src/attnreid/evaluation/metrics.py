@@ -54,7 +54,7 @@ and ``2**21`` query x repeat x gallery draws in cuhk03 mode -- by up to 4 thread
 the queries of a block; the temporary memory is a few 8-byte words per distance of a block, per
 thread. Market-1501 (3,368 x 15,913) takes about half a second on two cores with a ``float32``
 distance matrix (see ``benchmarks/bench_metrics.py``). ``float32`` (what
-:func:`~attnreid.evaluation.distance.compute_distance` returns), ``float16`` and small integers
+:func:`~attnreid.utils.distance.compute_distance` returns), ``float16`` and small integers
 take the fast path; a matrix whose values are not all ``float32`` values (e.g. a genuine
 ``float64`` one) takes a slower, equally exact path (numpy ``argsort`` plus repair of ties).
 """

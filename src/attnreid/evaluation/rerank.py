@@ -45,7 +45,6 @@ needs the whole matrix.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import Any
 
 import numpy as np
 import scipy.sparse as sp
@@ -61,7 +60,6 @@ __all__ = [
     "MatrixDistances",
     "iter_rerank",
     "re_ranking",
-    "rerank_features",
 ]
 
 _BLOCK_ELEMS = 1 << 22  # distances per row block (16 MB of float32)
@@ -271,7 +269,7 @@ def iter_rerank(
         yield start, jac * (1 - lambda_value) + d * lambda_value
 
 
-def _collect(src: DistanceSource, blocks: Iterator[tuple[int, np.ndarray]]) -> np.ndarray:
+def collect(src: DistanceSource, blocks: Iterator[tuple[int, np.ndarray]]) -> np.ndarray:
     out = np.empty((src.num_query, src.num_items - src.num_query), dtype=np.float32)
     for start, block in blocks:
         out[start : start + block.shape[0]] = block
@@ -294,24 +292,4 @@ def re_ranking(
     ``N x N`` float matrices: the inputs are read block by block.
     """
     src = MatrixDistances(q_g_dist, q_q_dist, g_g_dist)
-    return _collect(src, iter_rerank(src, k1, k2, lambda_value, square=square))
-
-
-def rerank_features(
-    query: torch.Tensor | np.ndarray,
-    gallery: torch.Tensor | np.ndarray,
-    *,
-    metric: str = "euclidean",
-    k1: int = 20,
-    k2: int = 6,
-    lambda_value: float = 0.3,
-    square: bool = True,
-    model: Any = None,
-) -> np.ndarray:
-    """Re-ranked ``(Q, G)`` float32 distances from features (distances computed in blocks with
-    ``metric``, or with the model's own distance when its type declares one: the
-    :class:`~attnreid.evaluation.scoring.Scorer`'s distances)."""
-    from attnreid.evaluation.scoring import Scorer
-
-    src = Scorer(model, metric=metric).distance_source(query, gallery)
-    return _collect(src, iter_rerank(src, k1, k2, lambda_value, square=square))
+    return collect(src, iter_rerank(src, k1, k2, lambda_value, square=square))

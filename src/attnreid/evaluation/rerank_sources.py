@@ -5,7 +5,7 @@ matrix of ``N = Q + G`` items (queries first), produced block by block.
   column ``p`` of ``[[q_q, q_g], [q_g.T, g_g]]``, as in the authors' code (which transposes);
   for a symmetric matrix it is the same. Columns are copied tile by tile (cache-friendly).
 * :class:`FeatureDistances` computes distances from features with
-  :func:`~attnreid.evaluation.distance.compute_distance` (``"euclidean"``: squared, or
+  :func:`~attnreid.utils.distance.compute_distance` (``"euclidean"``: squared, or
   ``"cosine"``), or with a model's own distance function (e.g. DuATM's, which the
   :class:`~attnreid.evaluation.scoring.Scorer` hands over), a block at a time.
 """
@@ -20,8 +20,8 @@ import torch
 import torch.nn.functional as F
 
 from attnreid.errors import ConfigError
-from attnreid.evaluation.distance import DISTANCE_METRICS, compute_distance
 from attnreid.utils.checks import one_of
+from attnreid.utils.distance import DISTANCE_METRICS, compute_distance
 
 __all__ = ["DistanceSource", "FeatureDistances", "MatrixDistances"]
 
@@ -115,7 +115,7 @@ class MatrixDistances(DistanceSource):
 class FeatureDistances(DistanceSource):
     """Distances computed from query and gallery features, block by block.
 
-    ``metric``: ``"euclidean"`` (squared, as :func:`~attnreid.evaluation.distance.
+    ``metric``: ``"euclidean"`` (squared, as :func:`~attnreid.utils.distance.
     compute_distance`) or ``"cosine"``; ``own``: a distance function ``(rows, items) -> (R, N)``
     used instead (a model's own, e.g. DuATM's ``compute_distance``), through the same blocks.
     """

@@ -6,7 +6,7 @@ A scorer is built once, from a model and a config's ``eval`` section
 * **the distance**, chosen once by the model's type: a model that declares ``own_distance``
   (DuATM's sequence matching, SA-ResNet's per-query normalised distance) ranks with its own
   ``compute_distance``; any other with ``eval.metric`` (squared euclidean or cosine,
-  :func:`~attnreid.evaluation.distance.compute_distance`) on the features, L2-normalised first
+  :func:`~attnreid.utils.distance.compute_distance`) on the features, L2-normalised first
   when ``eval.normalize``;
 * **k-reciprocal re-ranking** (``eval.rerank``, :mod:`attnreid.evaluation.rerank`), on top of
   that distance;
@@ -33,12 +33,12 @@ import torch
 import torch.nn.functional as F
 
 from attnreid.errors import ConfigError, DatasetError
-from attnreid.evaluation.distance import DISTANCE_METRICS, compute_distance, owns_distance
 from attnreid.evaluation.features import FeatureSet
 from attnreid.evaluation.metrics import RankResult, rank_blocks
-from attnreid.evaluation.rerank import FeatureDistances, iter_rerank
+from attnreid.evaluation.rerank import FeatureDistances, collect, iter_rerank
 from attnreid.evaluation.verification import VerificationStats
 from attnreid.utils.checks import one_of, positive_int
+from attnreid.utils.distance import DISTANCE_METRICS, compute_distance, owns_distance
 
 __all__ = ["DEFAULT_BLOCK_ELEMS", "Scorer"]
 
@@ -55,7 +55,7 @@ class Scorer:
     """Distances and ranking of query vs gallery features (see the module docstring).
 
     ``model``: the model the features come from; its own distance is used when its type
-    declares one (:func:`~attnreid.evaluation.distance.owns_distance`), and ``metric`` /
+    declares one (:func:`~attnreid.utils.distance.owns_distance`), and ``metric`` /
     ``normalize`` otherwise. The other arguments are the ``eval`` keys of the same names.
     """
 
@@ -188,3 +188,21 @@ def _tee(
         rows = slice(start, start + len(block))
         stats.update(block, query.pids[rows], query.camids[rows], gallery.pids, gallery.camids)
         yield start, block
+
+
+def rerank_features(
+    query: torch.Tensor | np.ndarray,
+    gallery: torch.Tensor | np.ndarray,
+    *,
+    metric: str = "euclidean",
+    k1: int = 20,
+    k2: int = 6,
+    lambda_value: float = 0.3,
+    square: bool = True,
+    model: Any = None,
+) -> np.ndarray:
+    """Re-ranked ``(Q, G)`` float32 distances from features (distances computed in blocks with
+    ``metric``, or with the model's own distance when its type declares one: the
+    :class:`~attnreid.evaluation.scoring.Scorer`'s distances)."""
+    src = Scorer(model, metric=metric).distance_source(query, gallery)
+    return collect(src, iter_rerank(src, k1, k2, lambda_value, square=square))

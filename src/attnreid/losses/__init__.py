@@ -4,7 +4,8 @@ from attnreid.losses.composite import LOSSES, CompositeLoss, register_loss
 from attnreid.losses.cross_entropy import CrossEntropyLabelSmooth
 from attnreid.losses.duatm import DecorrelationLoss, MatchingTripletLoss
 from attnreid.losses.semihard_triplet import SemiHardTripletLoss, mine_semihard_triplets
-from attnreid.losses.triplet import TripletLoss, hard_example_mining, pairwise_distance
+from attnreid.losses.triplet import TripletLoss, hard_example_mining
+from attnreid.utils.distance import pairwise_distance
 
 __all__ = [
     "LOSSES",

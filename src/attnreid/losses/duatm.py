@@ -16,12 +16,8 @@
   divided by ``N^2 = S^2``), so no option is needed. Reads ``"seq"`` ``(B, S, D)``.
 * ``l2``, eq. 8: cross-entropy (the stock ``type: cross_entropy`` with ``epsilon: 0``) on the
   logits of randomly convex-combined sequences ``z = sum_i w_i x_i``, which the model computes
-  in training with :func:`convex_combine` (its ``"logits"`` output, one combination per
-  sequence, so the labels are the batch's).
-
-Random convex combination (:func:`random_convex_weights`): ``w_i ~ U[0, 1]``, each reset to 0
-with probability ``p``, then divided by their sum. If every weight of a sequence was reset
-(probability ``p^S``) that sequence is averaged uniformly instead; the paper does not say.
+  in training (:func:`attnreid.models.duatm.convex_combine`: its ``"logits"`` output, one
+  combination per sequence, so the labels are the batch's; the weights are drawn there).
 """
 
 from __future__ import annotations
@@ -71,35 +67,6 @@ class DecorrelationLoss(nn.Module):
         gram = seq @ seq.transpose(1, 2)  # (B, S, S)
         eye = torch.eye(s, device=seq.device, dtype=seq.dtype)
         return (eye - gram).pow(2).sum(dim=(1, 2)).mean() / s**2
-
-
-def random_convex_weights(
-    batch: int,
-    length: int,
-    drop_prob: float,
-    *,
-    generator: torch.Generator | None = None,
-    device: torch.device | str | None = None,
-) -> Tensor:
-    """``(batch, length)`` random convex-combination weights: non-negative, rows sum to 1."""
-    if not 0.0 <= drop_prob < 1.0:
-        raise ConfigError(f"convex combination drop probability must be in [0, 1), got {drop_prob}")
-    w = torch.rand(batch, length, generator=generator, device=device)
-    keep = torch.rand(batch, length, generator=generator, device=device) >= drop_prob
-    w = w * keep
-    total = w.sum(1, keepdim=True)
-    uniform = torch.full_like(w, 1.0 / length)
-    return torch.where(total > 0, w / total.clamp_min(1e-12), uniform)
-
-
-def convex_combine(
-    seq: Tensor, drop_prob: float, *, generator: torch.Generator | None = None
-) -> Tensor:
-    """``z_b = sum_i w_{b,i} x_b^i`` with :func:`random_convex_weights`: ``(B, S, D) -> (B, D)``."""
-    w = random_convex_weights(
-        seq.shape[0], seq.shape[1], drop_prob, generator=generator, device=seq.device
-    )
-    return torch.einsum("bs,bsd->bd", w.to(seq.dtype), seq)
 
 
 register_loss("matching_triplet", MatchingTripletLoss, "dist")

@@ -38,8 +38,8 @@ from torch import Tensor, nn
 
 from attnreid.errors import ConfigError
 from attnreid.losses.composite import register_loss
-from attnreid.losses.triplet import pairwise_distance
 from attnreid.utils.checks import one_of, positive_int
+from attnreid.utils.distance import pairwise_distance
 
 MINING_MODES = ("pair", "anchor")
 

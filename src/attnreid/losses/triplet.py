@@ -19,23 +19,7 @@ from torch import Tensor, nn
 
 from attnreid.errors import ConfigError
 from attnreid.utils.checks import one_of
-
-METRICS = ("euclidean", "cosine")
-
-
-def pairwise_distance(x: Tensor, metric: str = "euclidean", *, squared: bool = False) -> Tensor:
-    """(N, D) -> (N, N) distances, the one pairwise distance of the triplet losses.
-
-    ``euclidean``: ``||a||^2 + ||b||^2 - 2 a.b``; with ``squared=True`` clamped at 0, else
-    clamped at ``1e-12`` before the square root, so the gradient stays finite at zero distance
-    (an anchor and itself, or two equal features). ``cosine``: ``1 - cos(a, b)``.
-    """
-    if one_of(metric, METRICS, "triplet metric") == "cosine":
-        xn = F.normalize(x, dim=1)
-        return 1.0 - xn @ xn.t()
-    sq = (x * x).sum(1, keepdim=True)
-    d2 = sq + sq.t() - 2.0 * x @ x.t()
-    return d2.clamp_min(0) if squared else d2.clamp_min(1e-12).sqrt()
+from attnreid.utils.distance import DISTANCE_METRICS, pairwise_distance
 
 
 def hard_example_mining(dist: Tensor, labels: Tensor) -> tuple[Tensor, Tensor, Tensor]:
@@ -74,7 +58,7 @@ class TripletLoss(nn.Module):
     ) -> None:
         super().__init__()
         self.margin, self.normalize = check_margin(margin, "triplet"), normalize
-        self.metric = one_of(metric, METRICS, "triplet metric")
+        self.metric = one_of(metric, DISTANCE_METRICS, "triplet metric")
 
     def forward(self, feats: Tensor, labels: Tensor) -> Tensor:
         # feats: (N, D), labels: (N,)

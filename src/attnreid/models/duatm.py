@@ -49,19 +49,50 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from attnreid.errors import ConfigError, ModelError
-from attnreid.losses.duatm import convex_combine
-from attnreid.losses.triplet import pairwise_distance
 from attnreid.models.attention.dual_attention import DualAttention
 from attnreid.models.attention.maps import cell_index
 from attnreid.models.backbones import build_backbone
 from attnreid.models.registry import ReIDModel, register_model
 from attnreid.utils.checks import one_of, positive_int
 from attnreid.utils.device import eval_mode
+from attnreid.utils.distance import pairwise_distance
 
 MATCHINGS = ("full", "intra", "inter", "avgpool")
 EVAL_MODES = ("exact", "two_stage")
 RNNS = ("lstm", "gru")
 RNN_MERGES = ("concat", "sum")
+
+
+# Random convex combination (eq. 8): ``w_i ~ U[0, 1]``, each reset to 0 with probability ``p``,
+# then divided by their sum. If every weight of a sequence was reset (probability ``p^S``) that
+# sequence is averaged uniformly instead; the paper does not say.
+def random_convex_weights(
+    batch: int,
+    length: int,
+    drop_prob: float,
+    *,
+    generator: torch.Generator | None = None,
+    device: torch.device | str | None = None,
+) -> Tensor:
+    """``(batch, length)`` random convex-combination weights: non-negative, rows sum to 1."""
+    if not 0.0 <= drop_prob < 1.0:
+        raise ConfigError(f"convex combination drop probability must be in [0, 1), got {drop_prob}")
+    w = torch.rand(batch, length, generator=generator, device=device)
+    keep = torch.rand(batch, length, generator=generator, device=device) >= drop_prob
+    w = w * keep
+    total = w.sum(1, keepdim=True)
+    uniform = torch.full_like(w, 1.0 / length)
+    return torch.where(total > 0, w / total.clamp_min(1e-12), uniform)
+
+
+def convex_combine(
+    seq: Tensor, drop_prob: float, *, generator: torch.Generator | None = None
+) -> Tensor:
+    """``z_b = sum_i w_{b,i} x_b^i`` with :func:`random_convex_weights`: ``(B, S, D) -> (B, D)``."""
+    w = random_convex_weights(
+        seq.shape[0], seq.shape[1], drop_prob, generator=generator, device=seq.device
+    )
+    return torch.einsum("bs,bsd->bd", w.to(seq.dtype), seq)
 
 
 class DuATMBase(ReIDModel):

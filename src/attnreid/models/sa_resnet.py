@@ -54,7 +54,6 @@ import torch
 from torch import Tensor, nn
 
 from attnreid.errors import ModelError
-from attnreid.evaluation.distance import compute_distance, normalize_distance
 from attnreid.models.attention.self_attention import SelfAttention
 from attnreid.models.attention.spatial_attention import SpatialAttention
 from attnreid.models.backbones import build_backbone
@@ -62,6 +61,7 @@ from attnreid.models.heads import BNNeckHead
 from attnreid.models.registry import ReIDModel, register_model
 from attnreid.utils.checks import one_of
 from attnreid.utils.device import eval_mode
+from attnreid.utils.distance import compute_distance, normalize_distance
 
 ATTENTIONS = ("self", "spatial", "none")
 DISTANCE_NORMS = ("query_max", "query_minmax", "global_max", "none")

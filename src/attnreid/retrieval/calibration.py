@@ -20,31 +20,29 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from torch import nn
-
+from attnreid.engine.build import load_targets
 from attnreid.errors import AttnReidError, ConfigError
+from attnreid.evaluation.extractor import FeatureExtractor
+from attnreid.evaluation.scoring import Scorer
 
 __all__ = ["Verdicts", "calibrate", "calibration_beside", "load_thresholds"]
 
 SUFFIX = ".calibration.json"
 
 
-def calibrate(model: nn.Module, cfg: dict[str, Any], fmrs: Sequence[float]) -> dict[str, Any]:
-    """The thresholds of ``model`` at ``fmrs`` on the first test set of ``cfg`` (its
-    ``eval.targets``, else its dataset), with the numbers they come from (JSON-able)."""
-    from attnreid.engine.build import load_targets
-    from attnreid.evaluation.evaluate import extract_query_gallery
-    from attnreid.evaluation.scoring import Scorer
-    from attnreid.utils.device import model_device
-
+def calibrate(extractor: FeatureExtractor, fmrs: Sequence[float]) -> dict[str, Any]:
+    """The thresholds of a model (a :class:`~attnreid.evaluation.extractor.FeatureExtractor`)
+    at ``fmrs`` on the first test set of its config (``eval.targets``, else its dataset), with
+    the numbers they come from (JSON-able)."""
+    model, cfg = extractor.model, extractor.config
     dataset = load_targets(cfg)[0]
-    query, gallery = extract_query_gallery(model, dataset, cfg, model_device(model, cfg["device"]))
+    query, gallery = (extractor.extract(dataset.split(s)) for s in ("query", "gallery"))
     metric = Scorer.from_config(model, cfg["eval"]).index_metric
     result = Scorer(None, metric=metric, fmrs=fmrs).score(query, gallery, dataset.eval_mode)
     v = result.verification
     usable = {f"{f:g}": t for f, t in zip(v.fmrs, v.thresholds) if math.isfinite(t)}
     return {
-        "model": getattr(model, "model_name", ""),
+        "model": extractor.model_name,
         "dataset": dataset.name,
         "root": str(dataset.root),
         "metric": metric,

@@ -1,14 +1,13 @@
-"""ONNX export of a re-ID model's test-time feature extractor, and running it with onnxruntime.
+"""ONNX export of a re-ID model's test-time feature extractor (INT8 too).
 
 ``export_onnx(model, "model.onnx", height=256, width=128)`` writes the eval-mode forward
 (``images (B, 3, H, W) float32 -> features (B, D) float32``) with a dynamic batch dimension;
 ``H`` and ``W`` are fixed (some models, e.g. CCAN, build layers for their input size). The
 model's description travels in the ONNX metadata (``attnreid.*`` keys: model name, options,
 feature dimension, input size, normalisation, and the training config when known), so that
-:class:`OnnxModel` can stand in for the PyTorch model anywhere features are extracted
-(``attnreid extract --onnx``, ``attnreid index build --onnx``): it is an ``nn.Module`` whose
-forward runs the onnxruntime session. Flip averaging is not baked into the graph; the extractor
-runs the model on the mirrored batch as for PyTorch.
+:func:`attnreid.load` opens it as an :class:`~attnreid.models.exported.OnnxModel` (onnxruntime)
+that stands in for the PyTorch model anywhere features are extracted. Flip averaging is not
+baked into the graph; the extractor runs the model on the mirrored batch as for PyTorch.
 
 Exporter: the TorchScript-based exporter (``exporter="torchscript"``) exports every model of
 this package in about a second; the ``torch.export``-based one (``"dynamo"``) takes several
@@ -24,7 +23,8 @@ images in ``[0, 1]`` into the graph's input, which is what the library's loaders
 
 **INT8** (:func:`quantize_onnx`, ``attnreid export onnx --int8``): post-training static
 quantisation with onnxruntime's tools — weights int8 per channel, activations uint8, QDQ
-format — with activation ranges calibrated on a few hundred training crops.
+format — with activation ranges measured on a few hundred training crops (the quantisation
+crops).
 """
 
 from __future__ import annotations
@@ -40,25 +40,17 @@ import torch
 from torch import Tensor, nn
 
 from attnreid.data.transforms import IMAGENET_MEAN, IMAGENET_STD
-from attnreid.errors import AttnReidError, ModelError, wrong_file
+from attnreid.errors import ModelError
+from attnreid.models.exported import OnnxModel
 from attnreid.utils.checks import one_of
 from attnreid.utils.device import eval_mode
 from attnreid.utils.io import atomic_write
 
-__all__ = [
-    "EXPORTERS",
-    "OnnxModel",
-    "export_checkpoint",
-    "export_onnx",
-    "quantize_onnx",
-    "read_onnx_metadata",
-]
+__all__ = ["EXPORTERS", "export_onnx", "quantize_onnx"]
 
 EXPORTERS = ("auto", "torchscript", "dynamo")
 INPUT_NAME, OUTPUT_NAME = "images", "features"
 OPSET = 18
-#: What ``--onnx`` expects, as the message for another kind of file says it.
-ONNX_FILE = "a readable ONNX model (a .onnx file written by attnreid export onnx)"
 
 
 def _export_bytes(model: nn.Module, x: Tensor, exporter: str, opset: int) -> bytes:
@@ -176,103 +168,6 @@ def _metadata(model: nn.Module, height: int, width: int, config: Any) -> dict[st
             {k: v for k, v in config.items() if not k.startswith("_")}, default=str
         )
     return meta
-
-
-def export_checkpoint(
-    checkpoint: str | Path, path: str | Path, *, exporter: str = "auto", check: bool = True
-) -> tuple[float | None, dict[str, Any]]:
-    """Export the model of an attnreid checkpoint at its config's input size.
-
-    Returns ``(check difference, checkpoint metadata)``.
-    """
-    from attnreid.engine.checkpoint import load_model_from_checkpoint
-
-    model, meta = load_model_from_checkpoint(checkpoint)
-    cfg = meta.get("config") or {}
-    data = cfg.get("data", {})
-    height, width = int(data.get("height", 256)), int(data.get("width", 128))
-    diff = export_onnx(
-        model, path, height=height, width=width, config=cfg, exporter=exporter, check=check
-    )
-    return diff, meta
-
-
-def read_onnx_metadata(path: str | Path) -> dict[str, Any]:
-    """The ``attnreid.*`` metadata of an exported model, decoded (keys without the prefix)."""
-    import onnx
-
-    path = Path(path)
-    if not path.is_file():
-        raise AttnReidError(f"ONNX model {path} does not exist")
-    try:
-        proto = onnx.load(str(path), load_external_data=False)
-    except Exception:  # onnx raises DecodeError and others
-        proto = None
-    if proto is None or not proto.HasField("graph"):  # bytes may parse as an empty model
-        raise AttnReidError(wrong_file(path, "ONNX model", ONNX_FILE))
-    out: dict[str, Any] = {}
-    for entry in proto.metadata_props:
-        if entry.key.startswith("attnreid."):
-            key = entry.key.removeprefix("attnreid.")
-            try:
-                out[key] = json.loads(entry.value) if key != "model" else entry.value
-            except json.JSONDecodeError:
-                out[key] = entry.value
-    if "model" not in out:
-        raise AttnReidError(
-            f"ONNX model {path} was not exported by attnreid (no attnreid metadata)"
-        )
-    return out
-
-
-class OnnxModel(nn.Module):
-    """An exported feature extractor run by onnxruntime, usable like the PyTorch model.
-
-    ``forward(images (B, 3, H, W)) -> (B, D)`` float32 on the CPU; ``input_mean``,
-    ``input_std``, ``feature_dim``, ``model_name`` and ``config`` come from the metadata.
-    ``threads``: onnxruntime's intra-op threads (default: ``torch.get_num_threads()``, which
-    follows ``OMP_NUM_THREADS``).
-    """
-
-    runs_on_cpu = True  # utils.device.model_device: onnxruntime's CPU provider
-
-    def __init__(self, path: str | Path, threads: int | None = None) -> None:
-        super().__init__()
-        import onnxruntime as ort
-
-        self.path = Path(path)
-        self.metadata = read_onnx_metadata(self.path)
-        opts = ort.SessionOptions()
-        opts.intra_op_num_threads = int(threads or torch.get_num_threads())
-        opts.inter_op_num_threads = 1
-        opts.log_severity_level = 3
-        try:
-            self.session = ort.InferenceSession(
-                str(self.path), opts, providers=["CPUExecutionProvider"]
-            )
-        except Exception as exc:  # onnxruntime's own exception types
-            raise AttnReidError(f"onnxruntime cannot load {self.path}: {exc}") from None
-        md = self.metadata
-        self.model_name = str(md["model"])
-        self.model_options = md.get("options", {})
-        out_shape = self.session.get_outputs()[0].shape
-        dim = md.get("feature_dim") or (out_shape[-1] if len(out_shape) > 1 else 0)
-        self.feature_dim = dim if isinstance(dim, int) else 0
-        self.num_classes = int(md.get("num_classes") or 0)
-        self.input_size = tuple(md.get("input_size", (None, None)))
-        self.input_mean = tuple(md.get("mean", (0.485, 0.456, 0.406)))
-        self.input_std = tuple(md.get("std", (0.229, 0.224, 0.225)))
-        self.config: dict[str, Any] | None = md.get("config")
-        self._input = self.session.get_inputs()[0].name
-
-    def forward(self, x: Tensor) -> Tensor:
-        h, w = self.input_size
-        if x.dim() != 4 or (h is not None and tuple(x.shape[2:]) != (h, w)):
-            raise ModelError(
-                f"ONNX model {self.path.name} takes (B, 3, {h}, {w}) images, got {tuple(x.shape)}"
-            )
-        arr = np.ascontiguousarray(x.detach().cpu().numpy(), dtype=np.float32)
-        return torch.from_numpy(self.session.run(None, {self._input: arr})[0])
 
 
 def quantize_onnx(

@@ -1,4 +1,4 @@
-"""Features of a folder of person crops, with a trained checkpoint or an exported ONNX model.
+"""A folder of person crops: its images and their identity, camera and time.
 
 **Metadata of a crop.** From its file name when it follows the Market-1501 convention
 (``PPPP_cC[sS_FFFFFF]...``: identity, 1-based camera -> 0-based ``camid``, frame -> ``time``),
@@ -7,40 +7,27 @@ else unknown (``pid = camid = -1``, ``time = NaN``). A CSV manifest (``path`` pl
 a subset of the folder: then only its images are used. Its paths must stay inside the folder
 unless ``allow_outside_paths`` (:mod:`attnreid.data.manifest`).
 
-**The model.** :func:`load_feature_model` rebuilds the network of a checkpoint (or loads an
-ONNX model exported by ``attnreid export onnx``) together with the config it was trained with;
-images are resized and normalised as that config does for testing, and flip averaging follows
-``eval.flip``. The index metric follows the evaluation's
-(:attr:`Scorer.index_metric <attnreid.evaluation.scoring.Scorer.index_metric>`).
+Their features come from :class:`~attnreid.evaluation.extractor.FeatureExtractor`
+(``attnreid.load(model_file).extract(crops.items())``).
 """
 
 from __future__ import annotations
 
 import csv
 import math
-from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
-from torch import nn
 
 from attnreid.data.base import ReIDItem
 from attnreid.data.datasets.market import MARKET_PATTERN as _NAME
 from attnreid.data.images import is_image_file
 from attnreid.data.manifest import manifest_file
-from attnreid.errors import AttnReidError, DatasetError
+from attnreid.errors import DatasetError
 
-__all__ = [
-    "Crops",
-    "extract_crops",
-    "load_feature_model",
-    "model_source",
-    "parse_crop_name",
-    "scan_folder",
-]
+__all__ = ["Crops", "parse_crop_name", "scan_folder"]
 
 
 @dataclass
@@ -133,58 +120,3 @@ def scan_folder(
     return Crops(
         list(paths), np.asarray(pids, np.int64), np.asarray(camids, np.int64), np.asarray(times)
     )
-
-
-def load_feature_model(
-    checkpoint: str | Path | None = None,
-    onnx: str | Path | None = None,
-    overrides: Sequence[str] = (),
-) -> tuple[nn.Module, dict[str, Any], dict[str, Any]]:
-    """``(model, config, source)``: the network of a checkpoint (in eval mode) or an ONNX model
-    run by onnxruntime, the config it was trained with (plus ``overrides``; the model carries
-    it), as :func:`attnreid.engine.build.load_model_and_config` loads them, and where it came
-    from (:func:`model_source`)."""
-    from attnreid.engine.build import load_model_and_config
-
-    model, cfg = load_model_and_config(checkpoint, onnx, overrides=overrides)
-    return model, cfg, model_source(model, cfg, checkpoint, onnx)
-
-
-def model_source(
-    model: nn.Module,
-    cfg: dict[str, Any],
-    checkpoint: str | Path | None = None,
-    onnx: str | Path | None = None,
-) -> dict[str, Any]:
-    """Where a model came from, for an index header: its file, name, feature dimension and
-    input size."""
-    path = {"checkpoint": checkpoint} if checkpoint is not None else {"onnx": onnx}
-    return {
-        **{k: str(Path(v).resolve()) for k, v in path.items()},
-        "model": model.model_name,
-        "feature_dim": int(getattr(model, "feature_dim", 0)),
-        "height": cfg["data"]["height"],
-        "width": cfg["data"]["width"],
-    }
-
-
-def extract_crops(
-    model: nn.Module,
-    cfg: dict[str, Any],
-    crops: Crops | Sequence[str],
-    *,
-    device: str | torch.device | None = None,
-    batch_size: int | None = None,
-    workers: int | None = None,
-) -> torch.Tensor:
-    """``(N, D)`` float32 features of the images, as the config extracts test features
-    (``device`` None: the config's, the CPU for an onnxruntime model)."""
-    from attnreid.evaluation.evaluate import extract_items
-    from attnreid.utils.device import model_device
-
-    device = model_device(model, cfg["device"]) if device is None else device
-    items = crops.items() if isinstance(crops, Crops) else [ReIDItem(str(p), -1, -1) for p in crops]
-    if not items:
-        raise AttnReidError("no images to extract features from")
-    fs = extract_items(model, items, cfg, device, batch_size=batch_size or None, workers=workers)
-    return fs.features

@@ -8,7 +8,7 @@
 **Metric.** It matches the model's evaluation metric: ``"cosine"`` stores L2-normalised
 features in an inner-product index (``distance = 1 - cosine similarity``); ``"euclidean"`` an
 L2 index (``distance = squared euclidean``). These are the distances of
-:func:`attnreid.evaluation.distance.compute_distance`, so a search ranks the gallery as
+:func:`attnreid.utils.distance.compute_distance`, so a search ranks the gallery as
 evaluation does. (A model with its own ``compute_distance``, such as DuATM's sequence matching,
 is searched with the configured metric on its features: faiss cannot run the model.)
 
@@ -33,7 +33,7 @@ import math
 import zipfile
 import zlib
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -41,9 +41,9 @@ import faiss
 import numpy as np
 import torch
 
-from attnreid.errors import AttnReidError, ConfigError, wrong_file
-from attnreid.evaluation.distance import DISTANCE_METRICS
+from attnreid.errors import AttnReidError, CheckpointError, ConfigError, wrong_file
 from attnreid.utils.checks import one_of, positive_int
+from attnreid.utils.distance import DISTANCE_METRICS
 from attnreid.utils.io import atomic_open
 from attnreid.utils.safe_load import open_npz
 
@@ -57,20 +57,33 @@ INDEX_FILE = "a readable gallery index (a .npz archive written by attnreid index
 
 @dataclass
 class SearchHit:
-    """One gallery item returned by :meth:`GalleryIndex.search` (``rank`` is 1-based)."""
+    """One gallery item: as a search returns it (``rank`` 1-based, ``distance``, and the
+    ``verdict`` of match thresholds when there are any) or as the gallery lists it (those
+    None). The one record from the index to the JSON answers of ``search`` and ``serve``."""
 
-    rank: int
-    index: int
-    distance: float
+    id: int  # the row in the index
     path: str
-    pid: int
-    camid: int
-    time: float
+    pid: int  # -1: unknown
+    camid: int  # 0-based, -1: unknown
+    time: float  # NaN: unknown
+    rank: int | None = None
+    distance: float | None = None
+    verdict: str | None = None  # "match" | "possible" | "no match"
 
-    def as_dict(self) -> dict[str, Any]:
-        out = asdict(self)
-        out["time"] = None if math.isnan(self.time) else self.time
-        return out
+    def as_dict(self, *, path: bool = True) -> dict[str, Any]:
+        """JSON-able, as users see it: camera 1-based, unknowns as null; ``path=False``
+        leaves out the file path (the server names images by id)."""
+        out = {
+            "id": self.id,
+            "rank": self.rank,
+            "distance": self.distance,
+            "name": Path(self.path).name,
+            "pid": self.pid if self.pid >= 0 else None,
+            "camera": self.camid + 1 if self.camid >= 0 else None,
+            "time": None if math.isnan(self.time) else self.time,
+            "verdict": self.verdict,
+        }
+        return {**out, "path": self.path} if path else out
 
 
 @dataclass
@@ -230,26 +243,43 @@ class GalleryIndex:
         dist = 1.0 - scores if self.metric == "cosine" else np.maximum(scores, 0)
         return dist.astype(np.float32), idx.astype(np.int64)
 
+    def item(self, i: int) -> SearchHit:
+        """Item ``i`` (no rank or distance); ``IndexError`` outside ``0 .. len - 1``."""
+        m = self.meta
+        if not 0 <= i < len(m.paths):
+            raise IndexError(i)
+        return SearchHit(i, m.paths[i], int(m.pids[i]), int(m.camids[i]), float(m.times[i]))
+
     def search(self, queries: Any, top_k: int = 10) -> list[list[SearchHit]]:
         """For each query feature, its ``top_k`` nearest gallery items."""
         dist, idx = self.search_arrays(queries, top_k)
-        m = self.meta
-        return [
-            [
-                SearchHit(
-                    r + 1,
-                    int(i),
-                    float(d),
-                    m.paths[i],
-                    int(m.pids[i]),
-                    int(m.camids[i]),
-                    float(m.times[i]),
-                )
-                for r, (d, i) in enumerate(zip(drow, irow))
-                if i >= 0  # approximate indexes may return fewer than k
-            ]
-            for drow, irow in zip(dist, idx)
-        ]
+        out = []
+        for drow, irow in zip(dist, idx):
+            hits = []
+            for d, i in zip(drow, irow):
+                if i >= 0:  # approximate indexes may return fewer than k
+                    hit = self.item(int(i))
+                    hit.rank, hit.distance = len(hits) + 1, float(d)
+                    hits.append(hit)
+            out.append(hits)
+        return out
+
+    @property
+    def model_file(self) -> str | None:
+        """The file of the model the index was built with (as ``info`` records it)."""
+        info = self.info
+        return info.get("model_file") or info.get("checkpoint") or info.get("onnx")
+
+    def check_model(self, extractor: Any, where: str = "the index") -> None:
+        """Refuse a model (a :class:`~attnreid.evaluation.extractor.FeatureExtractor`) whose
+        features are not this index's: another model name or dimension."""
+        name, dim = extractor.model_name, extractor.feature_dim
+        if name != self.info.get("model") or dim != self.dim:
+            raise CheckpointError(
+                f"{extractor.source.get('model_file', name)} is model {name!r} (dimension "
+                f"{dim}) but {where} holds features of {self.info.get('model')!r} (dimension "
+                f"{self.dim})"
+            )
 
     # ------------------------------------------------------------------ files
 

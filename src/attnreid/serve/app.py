@@ -2,7 +2,7 @@
 
 The page (``static/``, plain HTML and JavaScript, no build step) and the API are one FastAPI
 application over a :class:`~attnreid.serve.store.GalleryStore` and a
-:class:`~attnreid.retrieval.extractor.FeatureExtractor`:
+:class:`~attnreid.evaluation.extractor.FeatureExtractor`:
 
 ============================  =================================================================
 ``GET  /api/info``            the gallery (size, cameras, time range), the model, the thresholds
@@ -48,9 +48,10 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from attnreid.data.images import read_image
 from attnreid.errors import AttnReidError
+from attnreid.evaluation.extractor import FeatureExtractor
 from attnreid.retrieval.calibration import Verdicts
-from attnreid.retrieval.extractor import FeatureExtractor
 from attnreid.retrieval.gallery import parse_crop_name
+from attnreid.retrieval.index import SearchHit
 from attnreid.serve.store import GalleryStore
 
 __all__ = ["ApiError", "create_app"]
@@ -162,27 +163,23 @@ def create_app(
             )
         return data, image, IMAGE_TYPES[kind], name
 
-    def _item(item_id: int) -> dict[str, Any]:
+    def _item(item_id: int) -> SearchHit:
         try:
             return store.item(item_id)
         except KeyError:
             raise ApiError(404, f"no crop {item_id} (the gallery has {len(store)})") from None
 
-    def _shown(info: dict[str, Any]) -> dict[str, Any]:
-        """An item as the API shows it: camera 1-based, the image's URL, no file path."""
-        out = {k: v for k, v in info.items() if k not in ("path", "camid")}
-        out["camera"] = info["camid"] + 1 if info["camid"] >= 0 else None
-        out["pid"] = info["pid"] if info["pid"] >= 0 else None
-        out["image"] = f"/api/crops/{info['id']}/image"
-        return out
+    def _shown(hit: SearchHit) -> dict[str, Any]:
+        """An item as the API shows it: the record's JSON, without the file path, with the
+        image's URL."""
+        return {**hit.as_dict(path=False), "image": f"/api/crops/{hit.id}/image"}
 
     async def _query(form: Any) -> tuple[Image.Image, dict[str, Any]]:
         crop_id = _number(form, "crop_id", int, lo=0)
         if crop_id is not None:
-            info = _item(crop_id)
-            return read_image(info["path"], max_pixels=max_pixels, name=info["name"]), {
-                "crop": _shown(info)
-            }
+            hit = _item(crop_id)
+            image = read_image(hit.path, max_pixels=max_pixels, name=Path(hit.path).name)
+            return image, {"crop": _shown(hit)}
         _, image, _, name = await _upload(form)
         return image, {"upload": name}
 
@@ -224,7 +221,7 @@ def create_app(
 
     @app.get("/api/crops/{item_id}/image")
     def crop_image(item_id: int) -> FileResponse:
-        path = Path(_item(item_id)["path"])
+        path = Path(_item(item_id).path)
         if not path.is_file():
             raise ApiError(404, f"the image of crop {item_id} is missing on the server")
         return FileResponse(path, headers={"Cache-Control": "max-age=3600"})
@@ -253,10 +250,7 @@ def create_app(
             exclude=query["crop"]["id"] if "crop" in query else None,
             verdict=verdicts if verdicts else None,
         )
-        results = []
-        for h in hits:
-            shown = _shown(store.item(h.id))
-            results.append({**shown, "rank": h.rank, "distance": h.distance, "verdict": h.verdict})
+        results = [_shown(h) for h in hits]
         return {"query": query, "total": total, "offset": offset, "results": results}
 
     @app.post("/api/crops")
@@ -281,18 +275,11 @@ def create_app(
     async def attention(request: Request) -> Response:
         if not has_attention:
             raise ApiError(400, f"model {store.index.info.get('model')!r} has no attention maps")
-        from attnreid.viz.attention import attention_figure
+        from attnreid.viz.attention import attention_png, model_attention
 
         image, _ = await _query(await _form(request))
-        x = extractor.preprocess([image]).to(extractor.device)
         with infer:
-            maps = model.attention_maps(x, None)
-        h, w = x.shape[-2:]
-        fig = attention_figure(
-            image.resize((w, h), Image.Resampling.BILINEAR), {k: v[0] for k, v in maps.items()}
-        )
-        buf = io.BytesIO()
-        fig.savefig(buf, format="png", dpi=fig.dpi)
-        return Response(buf.getvalue(), media_type="image/png")
+            shown, maps = model_attention(extractor, image)
+        return Response(attention_png(shown, maps), media_type="image/png")  # as viz attention
 
     return app

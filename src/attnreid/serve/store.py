@@ -17,33 +17,15 @@ from __future__ import annotations
 import hashlib
 import math
 import threading
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from attnreid.retrieval.index import GalleryIndex
+from attnreid.retrieval.index import GalleryIndex, SearchHit
 from attnreid.utils.io import atomic_write
 
-__all__ = ["GalleryStore", "Hit"]
-
-
-@dataclass
-class Hit:
-    """One search result: the item, its distance and the verdict of the thresholds."""
-
-    id: int
-    rank: int
-    distance: float
-    pid: int
-    camid: int
-    time: float | None
-    path: str
-    verdict: str | None  # "match" | "possible" | "no match" | None (no threshold)
-
-    def as_dict(self) -> dict[str, Any]:
-        return {**self.__dict__, "name": Path(self.path).name}
+__all__ = ["GalleryStore"]
 
 
 class GalleryStore:
@@ -62,19 +44,12 @@ class GalleryStore:
     def cameras(self) -> list[int]:
         return sorted({int(c) for c in self.index.meta.camids if c >= 0})
 
-    def item(self, item_id: int) -> dict[str, Any]:
-        m = self.index.meta
-        if not 0 <= item_id < len(m.paths):
-            raise KeyError(item_id)
-        t = float(m.times[item_id])
-        return {
-            "id": item_id,
-            "pid": int(m.pids[item_id]),
-            "camid": int(m.camids[item_id]),
-            "time": None if math.isnan(t) else t,
-            "path": m.paths[item_id],
-            "name": Path(m.paths[item_id]).name,
-        }
+    def item(self, item_id: int) -> SearchHit:
+        """Item ``item_id`` (``KeyError`` when there is none)."""
+        try:
+            return self.index.item(item_id)
+        except IndexError:
+            raise KeyError(item_id) from None
 
     def search(
         self,
@@ -87,7 +62,7 @@ class GalleryStore:
         time_to: float | None = None,
         exclude: int | None = None,
         verdict: Any = None,
-    ) -> tuple[list[Hit], int]:
+    ) -> tuple[list[SearchHit], int]:
         """The gallery ranked by distance to ``feature``, filtered by camera and time window,
         results ``offset .. offset + top``; returns them and the number of filtered items."""
         with self.lock:
@@ -109,20 +84,10 @@ class GalleryStore:
         order, dists = order[mask], dists[mask]
         hits = []
         for rank in range(offset, min(offset + top, order.size)):
-            info = self.item(int(order[rank]))
-            d = float(dists[rank])
-            hits.append(
-                Hit(
-                    info["id"],
-                    rank + 1,
-                    d,
-                    info["pid"],
-                    info["camid"],
-                    info["time"],
-                    info["path"],
-                    verdict(d) if verdict else None,
-                )
-            )
+            hit = self.index.item(int(order[rank]))
+            hit.rank, hit.distance = rank + 1, float(dists[rank])
+            hit.verdict = verdict(hit.distance) if verdict else None
+            hits.append(hit)
         return hits, int(order.size)
 
     def add(

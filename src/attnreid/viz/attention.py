@@ -14,6 +14,7 @@ pixels high, for an image of ``height x width`` pixels.
 
 from __future__ import annotations
 
+import io
 import os
 from collections.abc import Mapping
 from pathlib import Path
@@ -27,7 +28,7 @@ from matplotlib.figure import Figure
 from PIL import Image
 from torch import Tensor
 
-from attnreid.errors import ConfigError
+from attnreid.errors import ConfigError, ModelError
 from attnreid.utils.checks import positive_int
 from attnreid.utils.io import atomic_write
 
@@ -131,13 +132,41 @@ def attention_figure(
     return fig
 
 
+def attention_png(
+    image: Image.Image | np.ndarray, maps: Mapping[str, Tensor | np.ndarray], **options: Any
+) -> bytes:
+    """:func:`attention_figure` (``options``: query_point, scale, alpha, cmap) as PNG bytes."""
+    buf = io.BytesIO()
+    attention_figure(image, maps, **options).savefig(buf, format="png", dpi=_DPI)
+    return buf.getvalue()
+
+
 def draw_attention(
     image: Image.Image | np.ndarray,
     maps: Mapping[str, Tensor | np.ndarray],
     path: str | os.PathLike[str],
     **options: Any,
 ) -> Path:
-    """Draw :func:`attention_figure` (``options``: query_point, scale, alpha, cmap) and write it
-    to ``path`` as a PNG, atomically."""
-    fig = attention_figure(image, maps, **options)
-    return atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", dpi=_DPI))
+    """Write :func:`attention_png` to ``path``, atomically."""
+    data = attention_png(image, maps, **options)
+    return atomic_write(path, lambda tmp: Path(tmp).write_bytes(data))
+
+
+def model_attention(
+    extractor: Any, image: Image.Image, point: tuple[float, float] | None = None
+) -> tuple[Image.Image, dict[str, Tensor]]:
+    """The attention maps of a model (a :class:`~attnreid.evaluation.extractor.FeatureExtractor`
+    whose model has ``attention_maps``) for one image, through its test preprocessing, and the
+    image as the model sees it (resized to its input size): what ``attnreid viz attention``
+    and the search page draw. ``point``: ``(y, x)`` in ``[0, 1]``, the query position."""
+    name = extractor.model_name
+    if not callable(getattr(extractor.model, "attention_maps", None)):
+        raise ModelError(f"model {name!r} has no attention maps to draw (no attention module)")
+    x = extractor.preprocess([image]).to(extractor.device)
+    with torch.no_grad():
+        maps = extractor.model.attention_maps(x, point)  # {name: (1, h, w)}
+    if not maps:
+        raise ModelError(f"model {name!r} returned no attention maps")
+    height, width = extractor.size
+    shown = image.resize((width, height), Image.Resampling.BILINEAR)
+    return shown, {k: v[0].float().cpu() for k, v in maps.items()}

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from attnreid.data.base import ReIDDataset, ReIDItem, relabel, require_dir
-from attnreid.data.datasets import register_dataset
+from attnreid.data.datasets.registry import register_dataset
 from attnreid.data.images import is_image_file
 from attnreid.errors import DatasetError
 from attnreid.utils.checks import one_of

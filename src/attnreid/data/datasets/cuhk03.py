@@ -40,9 +40,9 @@ from pathlib import Path
 import numpy as np
 
 from attnreid.data.base import ReIDDataset, ReIDItem, check_split, relabel
-from attnreid.data.datasets import register_dataset
 from attnreid.data.datasets.cuhk03_extract import KINDS, extract_images, read_testsets
 from attnreid.data.datasets.market import MARKET_SUBDIRS, load_market_layout
+from attnreid.data.datasets.registry import register_dataset
 from attnreid.errors import DatasetError
 from attnreid.utils.checks import one_of
 

@@ -45,7 +45,7 @@ from collections import defaultdict
 from pathlib import Path
 
 from attnreid.data.base import ReIDDataset, ReIDItem, check_split, relabel
-from attnreid.data.datasets import register_dataset
+from attnreid.data.datasets.registry import register_dataset
 from attnreid.data.images import is_image_file
 from attnreid.data.manifest import manifest_file
 from attnreid.errors import DatasetError

@@ -17,8 +17,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from attnreid.data.base import ReIDDataset
-from attnreid.data.datasets import register_dataset
 from attnreid.data.datasets.market import MARKET_SUBDIRS, find_root, load_market_layout
+from attnreid.data.datasets.registry import register_dataset
 
 DUKE_CANDIDATES = ("DukeMTMC-reID", "dukemtmc-reid/DukeMTMC-reID", "dukemtmc-reid", "dukemtmcreid")
 

@@ -28,7 +28,7 @@ import re
 from pathlib import Path
 
 from attnreid.data.base import ReIDDataset, ReIDItem, check_split, relabel, require_dir
-from attnreid.data.datasets import register_dataset
+from attnreid.data.datasets.registry import register_dataset
 from attnreid.data.images import is_image_file
 from attnreid.errors import DatasetError
 

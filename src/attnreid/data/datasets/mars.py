@@ -36,7 +36,7 @@ from pathlib import Path
 import numpy as np
 
 from attnreid.data.base import ReIDDataset, ReIDItem, check_split, relabel
-from attnreid.data.datasets import register_dataset
+from attnreid.data.datasets.registry import register_dataset
 from attnreid.errors import DatasetError
 
 FRAME_NAME = re.compile(r"^([-\d]{4})C(\d)T(\d{4})F(\d+)\.\w+$")

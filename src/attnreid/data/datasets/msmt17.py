@@ -21,7 +21,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from attnreid.data.base import ReIDDataset, ReIDItem, check_split, relabel
-from attnreid.data.datasets import register_dataset
+from attnreid.data.datasets.registry import register_dataset
 from attnreid.errors import DatasetError
 
 VERSIONS = {"MSMT17_V1": ("train", "test"), "MSMT17_V2": ("mask_train_v2", "mask_test_v2")}

@@ -28,7 +28,13 @@ import torch.nn.functional as F
 from attnreid.errors import ConfigError
 from attnreid.utils.checks import one_of, positive_int
 
-__all__ = ["DISTANCE_METRICS", "compute_distance", "normalize_distance", "owns_distance"]
+__all__ = [
+    "DISTANCE_METRICS",
+    "compute_distance",
+    "normalize_distance",
+    "owns_distance",
+    "pairwise_distance",
+]
 
 #: The metrics accepted by :func:`compute_distance` (and by ``eval.metric``).
 DISTANCE_METRICS: tuple[str, ...] = ("euclidean", "cosine")
@@ -173,3 +179,20 @@ def normalize_distance(d: torch.Tensor | np.ndarray) -> torch.Tensor | np.ndarra
     if not peak > 0:
         return np.zeros_like(a)
     return np.clip(a / peak, 0, None)
+
+
+def pairwise_distance(
+    x: torch.Tensor, metric: str = "euclidean", *, squared: bool = False
+) -> torch.Tensor:
+    """(N, D) -> (N, N) distances, the one pairwise distance of the triplet losses.
+
+    ``euclidean``: ``||a||^2 + ||b||^2 - 2 a.b``; with ``squared=True`` clamped at 0, else
+    clamped at ``1e-12`` before the square root, so the gradient stays finite at zero distance
+    (an anchor and itself, or two equal features). ``cosine``: ``1 - cos(a, b)``.
+    """
+    if one_of(metric, DISTANCE_METRICS, "triplet metric") == "cosine":
+        xn = F.normalize(x, dim=1)
+        return 1.0 - xn @ xn.t()
+    sq = (x * x).sum(1, keepdim=True)
+    d2 = sq + sq.t() - 2.0 * x @ x.t()
+    return d2.clamp_min(0) if squared else d2.clamp_min(1e-12).sqrt()

@@ -1,0 +1,1 @@
+"""Training: the Lightning module, optimisers, checkpoints, callbacks, train(), several seeds."""
