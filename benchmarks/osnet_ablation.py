@@ -1,6 +1,8 @@
-"""The attention ablations on CUHK01 from an OSNet x0.25 (MSMT17) start, several seeds each.
+"""The attention ablations on CUHK01 from an OSNet x0.25 (MSMT17) start, several seeds each:
+each paper's network against its own no-attention baseline rebuilt on OSNet, and each attention
+module as a plug-in on the plain OSNet baseline (issue 24; ``--plugins`` runs only those).
 
-    python benchmarks/osnet_ablation.py [--seeds 3] [--presets P ...]
+    python benchmarks/osnet_ablation.py [--seeds 3] [--presets P ...] [--plugins]
 
 Runs ``attnreid train -c PRESET seed=S output_dir=runs/PRESET/seedS`` for every ``_osnet_cpu``
 preset and seed, seed-major (every row gets its first seed before any gets its second), resuming
@@ -9,7 +11,9 @@ over several sessions. After each run it records the run's final evaluation (the
 its ``metrics.json``), the wall time measured here and the machine in
 ``benchmarks/results/osnet_ablation.json`` (atomically), then prints the table: mean ± sample
 std over the finished seeds, and for each attention pair whether the difference of the means
-is larger than the seeds' spread (``|diff| > s1 + s2``, the sum of the two rows' std).
+is larger than the seeds' spread (``|diff| > s1 + s2``, the sum of the two rows' std). The
+DuATM plug-in ranks with its matching distance; after each of its runs the trained network's
+own 512-d feature is scored too (``rank_with = "feature"``), as the row ``...:feature``.
 """
 
 from __future__ import annotations
@@ -41,6 +45,16 @@ ROWS = [  # (preset, label); pairs are consecutive rows after the baseline
     ("sa_resnet50_osnet_cpu", "SA-ResNet: self-attention"),
 ]
 PAIRS = [(ROWS[i][0], ROWS[i + 1][0]) for i in range(1, len(ROWS), 2)]
+BASELINE = ROWS[0][0]
+PLUGINS = [  # each against the plain baseline, with the baseline's recipe
+    ("osnet_x0_25_sona2_plugin_cpu", "plug-in: + SONA² (after conv3)"),
+    ("osnet_x0_25_ccan_plugin_cpu", "plug-in: + CCAN SS (after conv2) + CC (stripes)"),
+    ("osnet_x0_25_sa_plugin_cpu", "plug-in: + SA block (after conv5)"),
+    ("osnet_x0_25_duatm_plugin_cpu", "plug-in: + DuATM matching, ranked by it"),
+    ("osnet_x0_25_duatm_plugin_cpu:feature", "plug-in: + DuATM losses, ranked by the feature"),
+]
+ROWS += PLUGINS
+PAIRS += [(BASELINE, preset) for preset, _ in PLUGINS]
 
 
 def _load() -> dict:
@@ -61,13 +75,29 @@ def _run(preset: str, seed: int) -> dict:
     subprocess.run(cmd, cwd=REPO, check=True)
     minutes = (time.perf_counter() - t0) / 60
     final = json.loads((out / "metrics.json").read_text())["evaluations"][-1]
+    return _row(preset, seed, final, minutes, "--resume" in cmd)
+
+
+def _feature_ranking(preset: str, seed: int) -> dict:
+    """The DuATM plug-in's trained network scored by its own 512-d feature."""
+    import attnreid
+    from attnreid.engine.build import load_dataset
+
+    extractor = attnreid.load(REPO / "runs" / preset / f"seed{seed}" / "checkpoints" / "last.ckpt")
+    extractor.model.rank_with = "feature"
+    t0 = time.perf_counter()
+    result = attnreid.evaluate(extractor.model, load_dataset(extractor.config)).as_dict()
+    return _row(f"{preset}:feature", seed, result, (time.perf_counter() - t0) / 60, False)
+
+
+def _row(preset: str, seed: int, final: dict, minutes: float, resumed: bool) -> dict:
     return {
         "preset": preset,
         "seed": seed,
-        "epoch": final["epoch"],
+        "epoch": final.get("epoch"),
         **{k: final[k] for k in KEYS},
         "minutes": round(minutes, 2),
-        "resumed": "--resume" in cmd,
+        "resumed": resumed,
         "date": time.strftime("%Y-%m-%d"),
         "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, {platform.processor() or '?'}",
     }
@@ -116,20 +146,27 @@ def table(data: dict) -> str:
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--seeds", type=int, default=3)
-    p.add_argument("--presets", nargs="*", default=[r[0] for r in ROWS])
+    trained = [r[0] for r in ROWS if ":" not in r[0]]
+    p.add_argument("--presets", nargs="*", default=trained)
+    p.add_argument("--plugins", action="store_true", help="the baseline and the plug-ins only")
     p.add_argument("--table", action="store_true", help="only print the table")
     args = p.parse_args()
+    plugins = [BASELINE, *(r[0] for r in PLUGINS if ":" not in r[0])]
+    presets = plugins if args.plugins else args.presets
     if not args.table:
         for seed in range(args.seeds):
-            for preset in args.presets:
-                data = _load()
-                if any(r["preset"] == preset and r["seed"] == seed for r in data["runs"]):
-                    continue
-                row = _run(preset, seed)
-                data = _load()
-                data["runs"].append(row)
-                _save(data)
-                print(json.dumps(row), flush=True)
+            for preset in presets:
+                for name, make in ((preset, _run), (f"{preset}:feature", _feature_ranking)):
+                    if make is _feature_ranking and f"{preset}:feature" not in dict(ROWS):
+                        continue
+                    data = _load()
+                    if any(r["preset"] == name and r["seed"] == seed for r in data["runs"]):
+                        continue
+                    row = make(preset, seed)
+                    data = _load()
+                    data["runs"].append(row)
+                    _save(data)
+                    print(json.dumps(row), flush=True)
     print(table(_load()))
     return 0
 

@@ -62,6 +62,10 @@ DEFAULTS: dict[str, Any] = {
         "test_frames": "all",  # video test frames: all (in chunks) | evenly | first (a clip)
         "test_seq_len": None,  # video test clip length (evenly / first / chunks); None: seq_len
         "skip_bad_images": False,  # training: replace unreadable images, count them
+        # hold out this many training identities as a validation query / gallery (0: none);
+        # training and evaluation then use them instead of the test split (data/base.py)
+        "validation_ids": 0,
+        "validation_seed": 0,
         "transforms": {
             "flip": 0.5,
             "pad": 10,

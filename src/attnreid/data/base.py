@@ -78,6 +78,47 @@ class ReIDDataset:
         return "\n".join(rows)
 
 
+def validation_split(dataset: ReIDDataset, num_ids: int, seed: int = 0) -> ReIDDataset:
+    """The dataset with ``num_ids`` of its training identities (drawn with ``seed``) held out
+    as a validation query / gallery, and its training split the other identities (relabelled);
+    its test split is never touched. For each held-out identity, its images from its
+    lowest-numbered camera are queries and all its other images the gallery: on CUHK01 (camera
+    A = 0, B = 1) that is the test protocol itself (query camera A, gallery camera B); on a
+    multi-camera set it gives several queries per identity, scored with the same junk rule
+    (same identity and camera removed) as the test split. Training identities are
+    relabelled ``0..N-1``, so validation identities are kept apart by offsetting them past
+    every training label."""
+    import numpy as np
+
+    pids = sorted({it.pid for it in dataset.train})
+    if not 0 < num_ids < len(pids):
+        raise DatasetError(
+            f"{dataset.name}: a validation split of {num_ids} identities needs more training "
+            f"identities than that (it has {len(pids)})"
+        )
+    held = {int(p) for p in np.random.default_rng(seed).permutation(pids)[:num_ids]}
+    first_cam = {}
+    for it in dataset.train:
+        if it.pid in held:
+            first_cam[it.pid] = min(first_cam.get(it.pid, it.camid), it.camid)
+    rest = [it for it in dataset.train if it.pid not in held]
+    offset = max(pids) + 1  # validation identities never equal a relabelled training one
+    out = [replace(it, pid=it.pid + offset) for it in dataset.train if it.pid in held]
+    query = [it for it in out if it.camid == first_cam[it.pid - offset]]
+    gallery = [it for it in out if it.camid != first_cam[it.pid - offset]]
+    if not gallery:
+        raise DatasetError(f"{dataset.name}: the validation identities have one camera only")
+    info = {**dataset.info, "validation": {"num_ids": num_ids, "seed": seed}}
+    return replace(
+        dataset,
+        name=f"{dataset.name} (validation)",
+        train=relabel(rest),
+        query=query,
+        gallery=gallery,
+        info=info,
+    )
+
+
 def relabel(items: Sequence[ReIDItem]) -> list[ReIDItem]:
     """Map the identities of ``items`` to ``0..N-1`` in sorted order of the original ids."""
     pids = sorted({it.pid for it in items})

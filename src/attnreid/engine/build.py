@@ -8,7 +8,7 @@ import inspect
 import sys
 from typing import Any
 
-from attnreid.data.base import ReIDDataset
+from attnreid.data.base import ReIDDataset, validation_split
 from attnreid.data.combine import combine_datasets, dataset_specs, load_specs
 from attnreid.engine.init_from import init_from
 from attnreid.models import build_model
@@ -34,10 +34,15 @@ def build_model_from_config(cfg: dict[str, Any], num_classes: int) -> ReIDModel:
 
 
 def load_dataset(cfg: dict[str, Any]) -> ReIDDataset:
-    """The config's dataset, or the union of its datasets (:mod:`attnreid.data.combine`)."""
+    """The config's dataset, or the union of its datasets (:mod:`attnreid.data.combine`); with
+    ``data.validation_ids``, its validation split instead of its test split
+    (:func:`~attnreid.data.base.validation_split`)."""
     d = cfg["data"]
     specs = dataset_specs(d["dataset"], d["root"], d["options"], "data.dataset")
-    return combine_datasets(load_specs(specs))
+    dataset = combine_datasets(load_specs(specs))
+    if d["validation_ids"]:
+        return validation_split(dataset, int(d["validation_ids"]), int(d["validation_seed"]))
+    return dataset
 
 
 def load_targets(cfg: dict[str, Any]) -> list[ReIDDataset]:

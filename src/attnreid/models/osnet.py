@@ -26,13 +26,18 @@ backbone loads strictly, ``fc`` loads when the file has it (a file without ``fc`
 initialised and says so), and the classifier loads only if it has this model's identity count,
 otherwise it is skipped with a printed note (fine-tuning on another data set).
 
-Registered names: ``osnet_x1_0``, ``osnet_x0_75``, ``osnet_x0_5``, ``osnet_x0_25``.
+``plugin`` inserts one paper's attention module into the network with its trained head kept,
+as a residual branch that starts at zero (:mod:`attnreid.models.plugins`): ``sona2``, ``ccan``,
+``sa`` or ``duatm``; the untrained plug-in network gives exactly the plain network's features.
+
+Registered names: ``osnet_x1_0``, ``osnet_x0_75``, ``osnet_x0_5``, ``osnet_x0_25``, and the
+plug-ins on OSNet x0.25: ``osnet_x0_25_{sona2,ccan,sa,duatm}_plugin``.
 """
 
 from __future__ import annotations
 
 import sys
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 import torch
 from torch import Tensor, nn
@@ -41,6 +46,7 @@ from attnreid.errors import ModelError
 from attnreid.models.backbones import build_backbone
 from attnreid.models.backbones.osnet import OSNET_NAMES, init_osnet
 from attnreid.models.backbones.weights import resolve_pretrained_with_source
+from attnreid.models.plugins import PLUGINS, RANK_WITH, StripeCrossAttention, build_plugins
 from attnreid.models.registry import ReIDModel, register_model
 from attnreid.utils.checks import one_of
 
@@ -58,7 +64,14 @@ class OSNetReID(ReIDModel):
             names.
         last_stride: 2 is the published network (16x8 map at 256x128); 1 drops ``conv3``'s
             average pool (32x16), see :mod:`attnreid.models.backbones.osnet`.
+        plugin: ``"none"`` or an attention plug-in (:data:`~attnreid.models.plugins.PLUGINS`).
+        rank_with: with the ``duatm`` plug-in, what a test ranks with: ``"matching"`` (the
+            DuATM distance; the test output is the flattened sequence) or ``"feature"``.
+        input_size: the images' ``(H, W)``, which the ``ccan`` plug-in's attention is built for
+            (set by the engine from ``data.height`` / ``data.width``).
     """
+
+    own_distance = property(lambda self: self.duatm is not None and self.rank_with == "matching")
 
     def __init__(
         self,
@@ -66,9 +79,14 @@ class OSNetReID(ReIDModel):
         pretrained: str = "none",
         backbone: str = "osnet_x1_0",
         last_stride: int = 2,
+        plugin: str = "none",
+        rank_with: str = "matching",
+        input_size: Sequence[int] | None = None,
     ) -> None:
         super().__init__()
         one_of(backbone, OSNET_NAMES, "osnet: backbone", ModelError)
+        one_of(plugin, PLUGINS, "osnet: plugin", ModelError)
+        self.rank_with = one_of(rank_with, RANK_WITH, "osnet: rank_with", ModelError)
         self.backbone = build_backbone(backbone, "none", last_stride=last_stride)
         self.set_output(_FEATURE_DIM, num_classes, self.backbone)
         self.fc = nn.Sequential(
@@ -83,14 +101,42 @@ class OSNetReID(ReIDModel):
         if state is not None:
             self.backbone.load_reference_state_dict(state, source)
             self._load_head(state, source)
+        # after the weights: the ccan plug-in's part stream starts as a copy of the backbone's
+        self.plugin = plugin
+        self.plugins, self.duatm = build_plugins(plugin, self.backbone, num_classes, input_size)
+
+    def feature_map(self, x: Tensor) -> Tensor:
+        """The backbone with the plug-in modules after their stages: ``(B, 3, H, W) ->
+        (B, C, H/16, W/16)``, C = 512 * width."""
+        maps: list[Tensor] = []
+        for index, stage in enumerate(self.backbone.stages):
+            x = stage(x)
+            module = self.plugins[str(index)] if str(index) in self.plugins else None  # noqa: SIM401
+            if isinstance(module, StripeCrossAttention):
+                x = module(x, maps[module.source])
+            elif module is not None:
+                x = module(x)
+            maps.append(x)
+        return x
 
     def forward(self, x: Tensor) -> Tensor | dict[str, dict[str, Tensor]]:
         # x: (B, 3, H, W)
-        fmap = self.backbone(x)  # (B, C, H/16, W/16), C = 512 * width
+        fmap = self.feature_map(x)  # (B, C, h, w)
         feat = self.fc(fmap.mean(dim=(2, 3)))  # (B, C) -> (B, 512), after BN and ReLU
         if not self.training:
+            if self.own_distance:  # the DuATM plug-in ranks with its matching distance
+                return self.duatm.sequence(fmap).flatten(1)  # (B, S * D)
             return feat  # (B, 512), torchreid's test feature
-        return {"global": {"feat": feat, "logits": self.classifier(feat)}}  # logits: (B, N)
+        out = {"global": {"feat": feat, "logits": self.classifier(feat)}}  # logits: (B, N)
+        if self.duatm is not None:
+            out["duatm"] = self.duatm.train_output(fmap)
+        return out
+
+    def compute_distance(self, query: Tensor, gallery: Tensor) -> Tensor:
+        """The DuATM plug-in's matching distance ``(Q, G)`` of flattened sequences."""
+        if self.duatm is None:
+            raise ModelError(f"{self.model_name}: only the duatm plug-in has its own distance")
+        return self.duatm.distance(query, gallery)
 
     # ------------------------------------------------------------------ weight loading
     def _load_head(self, state: Mapping[str, Tensor], source: str) -> None:
@@ -149,3 +195,7 @@ def _load_part(
 
 for _name in OSNET_NAMES:
     register_model(_name, backbone=_name)(OSNetReID)
+for _plugin in PLUGINS[1:]:
+    register_model(f"osnet_x0_25_{_plugin}_plugin", backbone="osnet_x0_25", plugin=_plugin)(
+        OSNetReID
+    )
