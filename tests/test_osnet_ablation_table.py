@@ -62,3 +62,23 @@ def test_table_means_stds_and_verdicts_match_hand_computation() -> None:
         "(undecided: one seed has no spread to compare with; 1 and 1 seeds)" in text
     )
     assert "duatm_osnet_cpu vs" not in text  # pairs without runs print no verdict
+
+
+def test_steps_change_one_group_at_a_time_and_end_at_each_target() -> None:
+    """benchmarks/osnet_steps.py: every step differs from the one before only in its group of
+    settings, trains on the validation split, and a family's last step is its target preset
+    (``steps()`` refuses otherwise)."""
+    spec = importlib.util.spec_from_file_location("osnet_steps", SCRIPT.with_name("osnet_steps.py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    all_steps = module.steps()
+    assert all(s["config"]["data"]["validation_ids"] == 100 for s in all_steps)
+    previous = all_steps[0]
+    for step in all_steps[1:]:
+        if step["family"] != previous["family"]:
+            previous = all_steps[0]
+        a, b = module._leaves(previous["config"]), module._leaves(step["config"])
+        changed = {k for k in b if a.get(k) != b[k]} - module.BOOKKEEPING
+        group = step["label"].split(": ", 1)[1].split(", ")
+        assert changed and all(any(k.startswith(g) for g in group) for k in changed), changed
+        previous = step

@@ -132,3 +132,34 @@ def test_read_image_modes_and_errors(tmp_path):
         read_image(tmp_path / "cut.jpg")
     with pytest.raises(DatasetError, match="not found"):
         read_image(tmp_path / "missing.jpg")
+
+
+def test_validation_split_carves_training_identities_and_leaves_the_test_split(tmp_path):
+    from attnreid.config import load_config
+    from attnreid.engine.build import load_dataset
+
+    campus = tmp_path / "cuhk01" / "campus"
+    for pid in range(1, 13):
+        for idx in range(1, 5):
+            write_image(campus / f"{pid:04d}{idx:03d}.png", seed=pid * 10 + idx, fmt="PNG")
+    ds = build_dataset("cuhk01", tmp_path / "cuhk01", num_train_ids=8, split_seed=0)
+    overrides = [f"data.root={tmp_path / 'cuhk01'}", "data.options.num_train_ids=8"]
+    cfg = load_config("baseline_cuhk01_cpu", [*overrides, "data.validation_ids=3"])
+    val = load_dataset(cfg)
+    # 3 of the 8 training identities become the validation query (camera A) / gallery (B)
+    train_paths = {it.path for it in ds.train}
+    held = {it.path for it in val.query} | {it.path for it in val.gallery}
+    assert len(held) == 3 * 4 and held <= train_paths
+    assert {it.path for it in val.train} == train_paths - held
+    assert val.num_train_pids == 5 and sorted({it.pid for it in val.train}) == list(range(5))
+    assert {it.camid for it in val.query} == {0} and {it.camid for it in val.gallery} == {1}
+    assert {it.pid for it in val.query} == {it.pid for it in val.gallery}
+    assert not {it.pid for it in val.query} & {it.pid for it in val.train}
+    # never a test image; the same carve for the same seed, another for another seed
+    assert not held & {it.path for it in ds.query + ds.gallery}
+    assert {it.path for it in load_dataset(cfg).query} == {it.path for it in val.query}
+    other = load_dataset(load_config("baseline_cuhk01_cpu", [*overrides, "data.validation_ids=3",
+                                                            "data.validation_seed=1"]))  # fmt: skip
+    assert {it.path for it in other.query} != {it.path for it in val.query}
+    with pytest.raises(DatasetError, match="needs more training identities than that"):
+        load_dataset(load_config("baseline_cuhk01_cpu", [*overrides, "data.validation_ids=8"]))
