@@ -156,8 +156,9 @@ def test_eval_rerank_equals_the_oracle(setup, capsys, tmp_path):
 
 def test_export_int8(setup, tiny_synth, capsys, tmp_path, monkeypatch):
     """INT8: QDQ nodes in the graph, its activation ranges measured on --quantisation-crops
-    training crops as the graph takes them (RGB 0-255 at its input size), metadata kept, and
-    features that still point where the float model's do."""
+    training crops as the graph takes them (its input size and ImageNet-normalised input, the
+    default convention), metadata kept, and features that still point where the float
+    model's do."""
     import onnx
     from PIL import Image
 
@@ -179,16 +180,19 @@ def test_export_int8(setup, tiny_synth, capsys, tmp_path, monkeypatch):
     argv = ["export", "onnx", "--checkpoint", str(ckpt), "-o", str(int8), "--int8"]
     assert main([*argv, "--quantisation-crops", "16"]) == 0
     assert "INT8 model resnet18" in capsys.readouterr().out
-    # 16 crops of 64x32 RGB in 0-255, each one of the training images (not the test split's)
+    # 16 crops at 64x32, ImageNet-normalised, each one of the training images (not the test's)
     assert len(seen) == 16 and all(c.shape == (3, 64, 32) for c in seen)
+    mean = np.array([0.485, 0.456, 0.406], np.float32)[:, None, None]
+    std = np.array([0.229, 0.224, 0.225], np.float32)[:, None, None]
 
-    def resized(folder):
+    def normalised(folder):
         images = (Image.open(f).convert("RGB") for f in sorted(folder.iterdir()))
-        return [np.asarray(im.resize((32, 64)), np.float32).transpose(2, 0, 1) for im in images]
+        arrays = (np.asarray(im.resize((32, 64)), np.float32).transpose(2, 0, 1) for im in images)
+        return [(a / 255 - mean) / std for a in arrays]
 
-    train, test = resized(tiny_synth / "bounding_box_train"), resized(tiny_synth / "query")
+    train, test = normalised(tiny_synth / "bounding_box_train"), normalised(tiny_synth / "query")
     for crop in seen:
-        assert crop.min() >= 0 and crop.max() <= 255 and crop.max() > 100  # not normalised
+        assert crop.min() < -1 and crop.max() < 3  # normalised, not 0-255
         to_train = min(np.abs(crop - t).mean() for t in train)
         to_test = min(np.abs(crop - t).mean() for t in test)
         assert to_train < to_test / 5, (to_train, to_test)  # resizers differ a little

@@ -41,13 +41,22 @@ def small_model(name: str) -> torch.nn.Module:
     return build_model(name, 7, "none", **options).eval()
 
 
-def rgb255_and_normalised(model, *shape: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """A random batch as the exported graph takes it (RGB in [0, 255]) and as the PyTorch
-    model takes it (normalised with its mean and std)."""
+IMAGENET = (torch.tensor([0.485, 0.456, 0.406]), torch.tensor([0.229, 0.224, 0.225]))
+
+
+def graph_and_model_input(
+    model, *shape: int, convention: str = "imagenet"
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """A random batch as the exported graph takes it (``imagenet``: RGB / 255 normalised with
+    ImageNet's mean and std; ``rgb255``: RGB in [0, 255]) and as the PyTorch model takes it
+    (normalised with its own mean and std)."""
     x01 = torch.rand(*shape)
     mean = torch.tensor(model.input_mean).view(1, 3, 1, 1)
     std = torch.tensor(model.input_std).view(1, 3, 1, 1)
-    return x01 * 255, (x01 - mean) / std
+    if convention == "rgb255":
+        return x01 * 255, (x01 - mean) / std
+    im, istd = (t.view(1, 3, 1, 1) for t in IMAGENET)
+    return (x01 - im) / istd, (x01 - mean) / std
 
 
 def close(got: torch.Tensor | np.ndarray, ref: torch.Tensor | np.ndarray) -> float:
@@ -64,14 +73,15 @@ QUICK = ("baseline", "osnet_x0_25")  # the quick loop's two; every family in the
 )
 def test_onnxruntime_features_equal_pytorch(tmp_path, name):
     model = small_model(name)
-    diff = export_onnx(model, tmp_path / "m.onnx", height=HEIGHT, width=WIDTH)
+    convention = "rgb255" if name == "baseline" else "imagenet"  # both, in the quick loop
+    diff = export_onnx(model, tmp_path / "m.onnx", height=HEIGHT, width=WIDTH, input=convention)
     assert diff is not None
     onnx_model = OnnxModel(tmp_path / "m.onnx")
     for batch in (1, 3):  # the batch dimension is dynamic (exported with 2)
-        x255, x = rgb255_and_normalised(model, batch, 3, HEIGHT, WIDTH)
+        xg, x = graph_and_model_input(model, batch, 3, HEIGHT, WIDTH, convention=convention)
         with torch.no_grad():
             ref = model(x)
-        got = onnx_model(x255)
+        got = onnx_model(xg)
         assert got.shape == ref.shape and ref.shape[0] == batch  # DuATM: (B, S, D) sequences
         assert close(got, ref) <= 1e-4, f"{name}: onnxruntime differs by {close(got, ref):.2e}"
     assert onnx_model.model_name == name and onnx_model.feature_dim == model.feature_dim
@@ -85,10 +95,11 @@ def test_metadata_and_extraction_through_onnxruntime(tmp_path):
     md = read_onnx_metadata(tmp_path / "m.onnx")
     assert md["model"] == "resnet18" and md["input_size"] == [HEIGHT, WIDTH]
     assert md["config"] == {"data": {"height": HEIGHT, "width": WIDTH}, "eval": {"flip": True}}
-    # the graph normalises inside: its loader only scales [0, 1] images to 0-255
-    assert (md["mean"], md["std"]) == ([0.0] * 3, [1 / 255] * 3)
-    # FeatureExtractor (with flip averaging) gives the same features with either model, each
-    # with the loader of its own input statistics
+    # the graph takes ImageNet-normalised images, flip-averages them itself (eval.flip)
+    assert (md["input"], md["flip"]) == ("imagenet", True)
+    assert (md["mean"], md["std"]) == ([0.485, 0.456, 0.406], [0.229, 0.224, 0.225])
+    # FeatureExtractor gives the same features with either model, each with the loader of its
+    # own input statistics, flipping the PyTorch model's images and not the graph's
     items = [ReIDItem(str(write_image(tmp_path / f"{i}.jpg", seed=i)), i, 0) for i in range(5)]
     test = load_config(
         None,
@@ -98,9 +109,10 @@ def test_metadata_and_extraction_through_onnxruntime(tmp_path):
     features, stats = [], []
     for m in (model, OnnxModel(tmp_path / "m.onnx")):
         extractor = FeatureExtractor(m, test)
-        stats.append((tuple(extractor.mean), tuple(extractor.std)))
+        stats.append((tuple(extractor.mean), tuple(extractor.std), extractor.flip))
         features.append(extractor.extract(items))
-    assert stats == [(model.input_mean, model.input_std), ((0.0,) * 3, (1 / 255,) * 3)]
+    imagenet = ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
+    assert stats == [(model.input_mean, model.input_std, True), (*imagenet, False)]
     assert close(features[1].features, features[0].features) <= 1e-4
 
 
@@ -109,9 +121,9 @@ def test_dynamo_exporter(tmp_path):
     model = small_model("resnet18")
     diff = export_onnx(model, tmp_path / "d.onnx", height=HEIGHT, width=WIDTH, exporter="dynamo")
     assert diff is not None and diff <= 1e-4 * 100
-    x255, x = rgb255_and_normalised(model, 4, 3, HEIGHT, WIDTH)
+    xg, x = graph_and_model_input(model, 4, 3, HEIGHT, WIDTH)
     with torch.no_grad():
-        assert close(OnnxModel(tmp_path / "d.onnx")(x255), model(x)) <= 1e-4
+        assert close(OnnxModel(tmp_path / "d.onnx")(xg), model(x)) <= 1e-4
 
 
 def test_errors(tmp_path):

@@ -198,8 +198,10 @@ def build_transforms(
 def input_stats(model: object, cfg: dict[str, Any]) -> tuple[Any, Any]:
     """The normalisation ``(mean, std)`` of a model's input: the one its weights expect
     (``data.normalization: backbone``, the model's ``input_mean`` / ``input_std``), or
-    ImageNet's (``imagenet``)."""
-    norm = one_of(cfg["data"]["normalization"], ("backbone", "imagenet"), "data.normalization")
-    if norm == "imagenet":
+    ImageNet's (``imagenet``). An exported graph (``fixed_input``) is always fed as its file
+    says, whatever the config."""
+    norm = cfg["data"].get("normalization", "backbone")
+    one_of(norm, ("backbone", "imagenet"), "data.normalization")
+    if norm == "imagenet" and not getattr(model, "fixed_input", False):
         return IMAGENET_MEAN, IMAGENET_STD
     return getattr(model, "input_mean", IMAGENET_MEAN), getattr(model, "input_std", IMAGENET_STD)

@@ -15,6 +15,8 @@ is, is read from its name:
   in the header (no pickle at all);
 * ``.onnx``: a model of ``attnreid export onnx``, run by onnxruntime
   (:class:`~attnreid.models.exported.OnnxModel`);
+* an ``*_openvino_model`` folder (or its ``.xml`` / ``.bin``): a model of ``attnreid export
+  openvino``, run by OpenVINO (:class:`~attnreid.models.exported.OpenVinoModel`);
 * none, with ``untrained=True``: the network ``config`` builds before any re-ID training (its
   ``model.pretrained`` backbone and a new head, initialised with the config's seed as training
   starts it).
@@ -40,7 +42,7 @@ from attnreid.engine.checkpoint import checkpoint_meta, model_state_dict, read_c
 from attnreid.engine.safetensors_io import read_safetensors
 from attnreid.errors import CheckpointError, ConfigError
 from attnreid.evaluation.extractor import FeatureExtractor
-from attnreid.models.exported import OnnxModel
+from attnreid.models.exported import OnnxModel, OpenVinoModel
 from attnreid.models.registry import build_model
 from attnreid.utils.seed import seed_all
 
@@ -75,13 +77,13 @@ def load(
         info: dict[str, Any] = {}
     else:
         if source is None:
-            raise ConfigError("give a model file (a checkpoint, .safetensors or .onnx)")
+            raise ConfigError("give a model file (a checkpoint, .safetensors, .onnx or OpenVINO)")
         path = Path(source).expanduser()
         model, stored, info = _read(path)
         if config is not None:
             cfg = _config(config, overrides)
             if cfg["model"]["name"] != model.model_name:
-                what = "ONNX model" if path.suffix == ".onnx" else "checkpoint"
+                what = f"{model.kind} model" if hasattr(model, "kind") else "checkpoint"
                 raise CheckpointError(
                     f"{what} {path} holds model {model.model_name!r} but config {config} is for "
                     f"{cfg['model']['name']!r}"
@@ -114,12 +116,12 @@ def _config(config: str | Path | dict[str, Any], overrides: Sequence[str]) -> di
 
 def _read(path: Path) -> tuple[nn.Module, dict[str, Any], dict[str, Any]]:
     """``(model, stored config, facts)`` of a model file."""
-    if path.suffix == ".onnx":
-        onnx = OnnxModel(path)
-        stored = stored_config(onnx.config)
-        h, w = onnx.input_size
+    if path.suffix in (".onnx", ".xml", ".bin") or path.is_dir():
+        exported = OnnxModel(path) if path.suffix == ".onnx" else OpenVinoModel(path)
+        stored = stored_config(exported.config)
+        h, w = exported.input_size
         stored.setdefault("data", {}).update({"height": h, "width": w})
-        return onnx, stored, {}
+        return exported, stored, {}
     ckpt = read_safetensors(path) if path.suffix == ".safetensors" else read_checkpoint(path)
     meta = checkpoint_meta(ckpt, path)
     name, classes = meta["model"], int(meta["num_classes"])

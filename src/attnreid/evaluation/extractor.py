@@ -107,7 +107,8 @@ class FeatureExtractor:
         self.mean, self.std = input_stats(model, cfg)
         self.size = (int(d["height"]), int(d["width"]))
         self.transform = build_transforms(*self.size, train=False, mean=self.mean, std=self.std)
-        self.flip = bool(cfg["eval"]["flip"])
+        # a graph that averages with the mirror image itself is not flipped again
+        self.flip = bool(cfg["eval"]["flip"]) and not getattr(model, "flips_inside", False)
         self.amp = self.device.type == "cuda"
         self.batch_size = int(batch_size or d["test_batch_size"])
         self.workers = int(d["workers"] if workers is None else workers)

@@ -1,13 +1,30 @@
-"""ONNX export of a re-ID model's test-time feature extractor (INT8 too).
+"""Export of a re-ID model's test-time feature extractor: ONNX (float, INT8), for BoxMOT too.
 
-``export_onnx(model, "model.onnx", height=256, width=128)`` writes the eval-mode forward
-(``images (B, 3, H, W) float32 -> features (B, D) float32``) with a dynamic batch dimension;
-``H`` and ``W`` are fixed (some models, e.g. CCAN, build layers for their input size). The
-model's description travels in the ONNX metadata (``attnreid.*`` keys: model name, options,
-feature dimension, input size, normalisation, and the training config when known), so that
-:func:`attnreid.load` opens it as an :class:`~attnreid.models.exported.OnnxModel` (onnxruntime)
-that stands in for the PyTorch model anywhere features are extracted. Flip averaging is not
-baked into the graph; the extractor runs the model on the mirrored batch as for PyTorch.
+``export_onnx(model, "model.onnx", height=256, width=128, config=cfg)`` writes the eval-mode
+forward (``images (B, 3, H, W) float32 -> features (B, D) float32``) with a dynamic batch
+dimension named ``batch``; ``H`` and ``W`` are fixed (some models, e.g. CCAN, build layers for
+their input size). The model's description travels in the ONNX metadata (``attnreid.*`` keys:
+model name, options, feature dimension, input size, input convention, in-graph flip, and the
+training config), so that :func:`attnreid.load` opens it as an
+:class:`~attnreid.models.exported.OnnxModel` (onnxruntime) that stands in for the PyTorch model
+anywhere features are extracted, fed the way the file says.
+
+**Input convention** (``input``, recorded as ``attnreid.input``): ``"imagenet"`` (default) is
+what BoxMOT, torchreid's ``FeatureExtractor`` and most deployment code feed a re-ID model: RGB
+divided by 255 and normalised with ImageNet's mean and std, float32 NCHW. ``"rgb255"`` takes
+RGB values in ``[0, 255]`` (a caller only resizes). Either way the normalisation the model was
+trained with (``data.normalization``) is folded into the graph's first operation when it
+differs from the convention's, so the file drops into such a caller unchanged. The metadata's
+``mean`` / ``std`` are the normalisation that turns images in ``[0, 1]`` into the graph's
+input: what attnreid's own loaders apply to it.
+
+**Flip averaging** (``flip``, recorded as ``attnreid.flip``): when the config evaluates with
+flip averaging (``eval.flip``), the graph averages each image's features with its mirror
+image's itself, so every consumer gets the features ``attnreid eval`` scored; attnreid's
+extractor then does not flip again.
+
+**BoxMOT's sidecar**: ``<file>.onnx.metadata.json`` next to the graph gives BoxMOT the input
+size (:func:`write_boxmot_sidecar`), so the size is not guessed.
 
 Exporter: the TorchScript-based exporter (``exporter="torchscript"``) exports every model of
 this package in about a second; the ``torch.export``-based one (``"dynamo"``) takes several
@@ -15,16 +32,10 @@ seconds per model. ``"auto"`` (default) tries the first and falls back to the se
 After writing, the file is checked: onnxruntime and PyTorch features of a random batch are
 compared and the largest difference returned.
 
-**Input.** The graph takes RGB values in ``[0, 255]`` (float32, ``(B, 3, H, W)``, resized to
-the model's input size): the model's input normalisation, ``(x / 255 - mean) / std``, is the
-graph's first operation, so a caller (a tracker in C++, a browser, ...) only resizes. The
-metadata's ``mean`` / ``std`` are therefore ``0`` / ``1/255``: the normalisation that turns
-images in ``[0, 1]`` into the graph's input, which is what the library's loaders apply.
-
 **INT8** (:func:`quantize_onnx`, ``attnreid export onnx --int8``): post-training static
 quantisation with onnxruntime's tools — weights int8 per channel, activations uint8, QDQ
 format — with activation ranges measured on a few hundred training crops (the quantisation
-crops).
+crops), fed in the graph's input convention.
 """
 
 from __future__ import annotations
@@ -39,8 +50,9 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from attnreid.data.transforms import IMAGENET_MEAN, IMAGENET_STD
+from attnreid.data.transforms import IMAGENET_MEAN, IMAGENET_STD, input_stats
 from attnreid.errors import ModelError
+from attnreid.models.backbones.osnet import OSNET_NAMES
 from attnreid.models.exported import OnnxModel
 from attnreid.utils.checks import one_of
 from attnreid.utils.device import eval_mode
@@ -79,21 +91,37 @@ def _export_bytes(model: nn.Module, x: Tensor, exporter: str, opset: int) -> byt
         return program.model_proto.SerializeToString()
 
 
-class _Rgb255(nn.Module):
-    """``model((x / 255 - mean) / std)``: a model that takes RGB values in ``[0, 255]``."""
+#: The input conventions of an exported graph: ``imagenet`` = RGB / 255 normalised with ImageNet's
+#: mean and std (torchreid's, BoxMOT's and most deployment code's), ``rgb255`` = RGB in [0, 255].
+INPUTS = ("imagenet", "rgb255")
 
-    def __init__(self, model: nn.Module, mean: Any, std: Any) -> None:
+
+def graph_input_stats(convention: str) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """``(mean, std)`` that turn RGB images in ``[0, 1]`` into a graph's input."""
+    if one_of(convention, INPUTS, "ONNX input convention", ModelError) == "imagenet":
+        return IMAGENET_MEAN, IMAGENET_STD
+    return (0.0, 0.0, 0.0), (1 / 255, 1 / 255, 1 / 255)
+
+
+class _Graph(nn.Module):
+    """What an exported graph computes: ``model(x * scale + shift)`` (the graph's input
+    convention mapped onto the normalisation the model was trained with; nothing when they are
+    the same), averaged with the mirror image's features when ``flip``."""
+
+    def __init__(self, model: nn.Module, graph: tuple, own: tuple, flip: bool) -> None:
         super().__init__()
-        self.model = model
-        std_t = torch.tensor(std, dtype=torch.float32).view(1, 3, 1, 1)
-        self.register_buffer("scale", 1.0 / (255.0 * std_t))
-        self.register_buffer(
-            "shift", torch.tensor(mean, dtype=torch.float32).view(1, 3, 1, 1) / std_t
-        )
+        self.model, self.flip = model, flip
+        (gm, gs), (om, os_) = ((torch.tensor(v).view(1, 3, 1, 1) for v in p) for p in (graph, own))
+        self.identity = bool(torch.allclose(gm, om) and torch.allclose(gs, os_))
+        # model input = (x * gs + gm - om) / os_
+        self.register_buffer("scale", (gs / os_).float())
+        self.register_buffer("shift", ((gm - om) / os_).float())
 
     def forward(self, x: Tensor) -> Tensor:
-        # x: (B, 3, H, W) in [0, 255] -> the model's features
-        return self.model(x * self.scale - self.shift)
+        # x: (B, 3, H, W) in the graph's input convention -> (B, D) features
+        z = x if self.identity else x * self.scale + self.shift
+        f = self.model(z)
+        return (f + self.model(torch.flip(z, dims=[-1]))) / 2 if self.flip else f
 
 
 def export_onnx(
@@ -103,15 +131,20 @@ def export_onnx(
     height: int,
     width: int,
     config: dict[str, Any] | None = None,
+    input: str = "imagenet",
+    flip: bool | None = None,
     exporter: str = "auto",
     opset: int = OPSET,
     check: bool = True,
 ) -> float | None:
-    """Write ``model``'s eval-mode forward to ``path`` (atomically) as ONNX.
+    """Write ``model``'s test-time forward to ``path`` (atomically) as ONNX, with BoxMOT's
+    sidecar ``<path>.metadata.json``.
 
-    The graph takes RGB values in ``[0, 255]`` (the normalisation is inside, see the module
-    docstring). Returns the largest absolute difference between onnxruntime's and PyTorch's
-    features on a random batch of 2 (``check=True``), else None.
+    ``input``: the graph's input convention (:data:`INPUTS`, see the module docstring); the
+    model's own normalisation (``config``'s, else the model's) is folded into the graph.
+    ``flip``: average each image's features with its mirror image's inside the graph (default:
+    as ``config`` evaluates, ``eval.flip``). Returns the largest absolute difference between
+    onnxruntime's and PyTorch's features on a random batch of 2 (``check=True``), else None.
 
     Raises:
         ModelError: the model cannot be exported (the message names the exporter's reason).
@@ -119,12 +152,16 @@ def export_onnx(
     import onnx
 
     one_of(exporter, EXPORTERS, "ONNX exporter", ModelError)
+    graph_stats = graph_input_stats(input)
+    own = input_stats(model, config) if config else (
+        getattr(model, "input_mean", IMAGENET_MEAN), getattr(model, "input_std", IMAGENET_STD)
+    )
+    flip = bool(config["eval"]["flip"]) if flip is None and config else bool(flip)
     model = model.cpu()
     with eval_mode(model):
-        mean = getattr(model, "input_mean", IMAGENET_MEAN)
-        std = getattr(model, "input_std", IMAGENET_STD)
-        wrapped = _Rgb255(model, mean, std).eval()
-        x = torch.rand(2, 3, height, width) * 255
+        wrapped = _Graph(model, graph_stats, own, flip).eval()
+        mean, std = (torch.tensor(v).view(1, 3, 1, 1) for v in graph_stats)
+        x = (torch.rand(2, 3, height, width) - mean) / std
         order = ["torchscript", "dynamo"] if exporter == "auto" else [exporter]
         errors = []
         for name in order:
@@ -139,10 +176,12 @@ def export_onnx(
         else:  # no exporter gave a usable graph
             label = getattr(model, "model_name", "") or type(model).__name__
             raise ModelError(f"model {label!r} could not be exported to ONNX ({'; '.join(errors)})")
-        for key, value in _metadata(model, height, width, config).items():
+        meta = _metadata(model, height, width, config, input, graph_stats, flip)
+        for key, value in meta.items():
             entry = proto.metadata_props.add()
             entry.key, entry.value = key, value
         atomic_write(path, lambda tmp: onnx.save(proto, tmp))
+        write_boxmot_sidecar(path, height, width, meta["attnreid.model"])
         if not check:
             return None
         with torch.no_grad():
@@ -151,23 +190,55 @@ def export_onnx(
         return float(np.abs(got - ref).max())
 
 
-def _metadata(model: nn.Module, height: int, width: int, config: Any) -> dict[str, str]:
+def _metadata(
+    model: nn.Module,
+    height: int,
+    width: int,
+    config: Any,
+    convention: str,
+    stats: tuple,
+    flip: bool,
+) -> dict[str, str]:
     meta = {
         "attnreid.model": getattr(model, "model_name", "") or type(model).__name__,
         "attnreid.options": json.dumps(getattr(model, "model_options", {}), default=str),
         "attnreid.num_classes": str(getattr(model, "num_classes", "")),
         "attnreid.feature_dim": str(getattr(model, "feature_dim", "")),
         "attnreid.input_size": json.dumps([height, width]),
-        # the graph normalises inside: images in [0, 1] become its 0-255 input this way
-        "attnreid.mean": json.dumps([0.0, 0.0, 0.0]),
-        "attnreid.std": json.dumps([1.0 / 255] * 3),
-        "attnreid.input": json.dumps("RGB 0-255, normalisation inside the graph"),
+        # the normalisation that turns RGB images in [0, 1] into the graph's input
+        "attnreid.mean": json.dumps(list(stats[0])),
+        "attnreid.std": json.dumps(list(stats[1])),
+        "attnreid.input": json.dumps(convention),
+        "attnreid.flip": json.dumps(flip),  # flip averaging inside the graph
     }
     if config is not None:
         meta["attnreid.config"] = json.dumps(
             {k: v for k, v in config.items() if not k.startswith("_")}, default=str
         )
     return meta
+
+
+def write_boxmot_sidecar(path: str | Path, height: int, width: int, model_name: str = "") -> Path:
+    """BoxMOT's sidecar of an exported model, written atomically: ``<file>.metadata.json`` for a
+    file, ``<folder>/manifest.json`` for an OpenVINO folder. BoxMOT takes the input size from its
+    ``model_kwargs.img_size`` (schema version 1, which admits no other ``model_kwargs``), and the
+    architecture from ``model_name``, which is only written for the networks BoxMOT knows by
+    that name (OSNet); the other keys describe the file as BoxMOT's own exporter does."""
+    path = Path(path)
+    out = path / "manifest.json" if path.is_dir() else path.with_name(path.name + ".metadata.json")
+    meta: dict[str, Any] = {
+        **({"model_name": model_name} if model_name in OSNET_NAMES else {}),
+        "model_kwargs": {"img_size": [height, width]},
+        "model_kwargs_schema_version": 1,
+        "source": "attnreid",
+        "format": "openvino" if path.is_dir() else "onnx",
+        "input_name": INPUT_NAME,
+        "input_shape": [1, 3, height, width],
+        "dynamic_batch": True,
+        "precision": "float32",
+    }
+    atomic_write(out, lambda tmp: Path(tmp).write_text(json.dumps(meta, indent=2) + "\n"))
+    return out
 
 
 def quantize_onnx(

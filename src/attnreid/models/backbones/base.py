@@ -173,6 +173,19 @@ class Backbone(nn.Module):
                 return own_prefix + key[len(ref_prefix) :]
         return None
 
+    def reference_state_dict(self) -> dict[str, Tensor]:
+        """The backbone's weights under the reference model's keys (``stages.1.0.x`` ->
+        ``conv2.0.x`` for OSNet): the inverse of :meth:`map_reference_key` (checked on every
+        key)."""
+        own_to_ref = sorted(((own, ref) for ref, own in self._key_map), key=lambda kv: -len(kv[0]))
+        out: dict[str, Tensor] = {}
+        for key, value in self.state_dict().items():
+            ref = next((r + key[len(o) :] for o, r in own_to_ref if key.startswith(o)), None)
+            if ref is None or self.map_reference_key(ref) != key:
+                raise ModelError(f"backbone {self.name!r}: no reference key for {key!r}")
+            out[ref] = value
+        return out
+
     def is_head_key(self, key: str) -> bool:
         """True for keys of the classifier heads the backbone drops (``fc.``, ``classifier.``)."""
         return key.startswith(self._head_prefixes)
