@@ -52,8 +52,7 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
                 f"index {args.index} holds {index.metric} distances, the calibration "
                 f"{result['metric']} ones: build the index with the same model"
             )
-        index.info["calibration"] = result
-        index.save(args.index)
+        index.set_info("calibration", result)  # in the file: a running server picks it up
     print(
         f"{result['dataset']}: {result['num_genuine']:,} genuine and "
         f"{result['num_impostor']:,} impostor pairs ({result['metric']} distance)"

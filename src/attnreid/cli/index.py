@@ -84,9 +84,9 @@ def cmd_index_build(args: argparse.Namespace) -> int:
             hnsw_m=args.hnsw_m,
             **meta,
         )
-    else:
+        index.save(out)
+    else:  # appended to the file, durably; a server running on it picks the rows up
         index.add(feats, crops.paths, **meta)
-    index.save(out)
     print(
         f"wrote {out}: {len(index)} images ({len(crops)} added), {index.kind} index, "
         f"{index.metric} metric, dimension {index.dim}, model {extractor.model_name}"

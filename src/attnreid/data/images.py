@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 from collections import defaultdict
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any, BinaryIO, TypeVar
 
 from PIL import Image, UnidentifiedImageError
@@ -40,14 +40,19 @@ def to_rgb(img: Image.Image) -> Image.Image:
 
 
 def read_image(
-    path: str | os.PathLike[str] | BinaryIO, *, max_pixels: int | None = None, name: str = ""
+    path: str | os.PathLike[str] | BinaryIO,
+    *,
+    max_pixels: int | None = None,
+    name: str = "",
+    formats: Sequence[str] | None = None,
 ) -> Image.Image:
     """Open ``path`` (a file name, or a binary file object named ``name`` in messages) as an
-    RGB image; raise :class:`DatasetError` if it is unreadable, or larger than ``max_pixels``
-    (checked from the header, before anything is decoded: a decompression bomb is refused)."""
+    RGB image; raise :class:`DatasetError` if it is unreadable, of none of ``formats`` (PIL's
+    names: only their decoders are tried), or larger than ``max_pixels`` (checked from the
+    header, before anything is decoded: a decompression bomb is refused)."""
     where = name or path
     try:
-        with Image.open(path) as img:
+        with Image.open(path, formats=formats) as img:
             if max_pixels is not None and img.width * img.height > max_pixels:
                 raise DatasetError(
                     f"image {where} has {img.width}x{img.height} pixels, more than the "

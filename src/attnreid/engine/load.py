@@ -96,6 +96,7 @@ def load(
             cfg = load_config(None, overrides, **stored)
         info["model_file"] = str(path.resolve())
     model.config = cfg
+    model.eval()
     source_info = {
         **info,
         "model": model.model_name,

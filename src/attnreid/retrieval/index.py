@@ -1,9 +1,9 @@
 """A searchable gallery: features of person crops in a faiss index, with their metadata.
 
 >>> index = GalleryIndex.build(features, paths, metric="cosine")        # doctest: +SKIP
->>> index.add(more_features, more_paths)                                 # doctest: +SKIP
->>> hits = index.search(query_features, top_k=10)[0]                     # doctest: +SKIP
->>> index.save("gallery.index"); GalleryIndex.load("gallery.index")      # doctest: +SKIP
+>>> index.save("gallery.index"); index = GalleryIndex.load("gallery.index")  # doctest: +SKIP
+>>> index.add(more_features, more_paths)        # appended to the file, durably  # doctest: +SKIP
+>>> hits = index.search(query_features, top_k=10, cameras=[0, 2])[0]  # doctest: +SKIP
 
 **Metric.** It matches the model's evaluation metric: ``"cosine"`` stores L2-normalised
 features in an inner-product index (``distance = 1 - cosine similarity``); ``"euclidean"`` an
@@ -12,26 +12,29 @@ L2 index (``distance = squared euclidean``). These are the distances of
 evaluation does. (A model with its own ``compute_distance``, such as DuATM's sequence matching,
 is searched with the configured metric on its features: faiss cannot run the model.)
 
-**Kinds.** ``"flat"`` (default) is exact brute force: right for galleries up to a few hundred
-thousand crops. For millions of items ``"ivf"`` (inverted lists over ``nlist`` k-means cells,
-``nprobe`` of them searched; trained on the first batch of features) and ``"hnsw"`` (a graph
-with ``hnsw_m`` links per node, ``ef_search`` candidates) are approximate and much faster.
+**Kinds.** ``"flat"`` (default) is exact brute force. ``"ivf"`` (inverted lists over ``nlist``
+k-means cells, ``nprobe`` of them searched; trained on the first batch of features) and
+``"hnsw"`` (a graph with ``hnsw_m`` links per node, ``ef_search`` candidates) are approximate
+and much faster on large galleries (``benchmarks/bench_million.py`` measures them).
+
+**Filters.** A search may keep only some cameras, a time window and leave out one item (the
+query crop itself): faiss applies them (an ID selector over the allowed items), so the index
+is asked for ``offset + top_k`` results only, whatever its size, and :meth:`count` gives the
+exact number of items a filter keeps.
 
 **Metadata.** Every item keeps its path, identity (``pid``, -1 when unknown), camera
 (``camid``, -1 when unknown) and time (``time``, e.g. a frame number or a timestamp; NaN when
 unknown). ``info`` holds free-form JSON-able facts, e.g. the model that made the features.
 
-**File.** One ``.npz`` archive (no pickles) holding the serialised faiss index, the metadata
-and a JSON header, written atomically: a crash never leaves a half-written index. Loading reads
-the whole file (about ``N x D x 4`` bytes for an exact index).
+**File.** An SQLite database (:mod:`attnreid.retrieval.index_file`): :meth:`save` writes a new
+one atomically; an index opened with :meth:`load` is bound to its file: :meth:`add` appends the
+rows durably before they are searchable, :meth:`set_info` updates the header, and
+:meth:`refresh` picks up what other processes appended.
 """
 
 from __future__ import annotations
 
-import json
 import math
-import zipfile
-import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -41,11 +44,11 @@ import faiss
 import numpy as np
 import torch
 
-from attnreid.errors import AttnReidError, CheckpointError, ConfigError, wrong_file
+from attnreid.errors import AttnReidError, CheckpointError, ConfigError
+from attnreid.retrieval import index_file
+from attnreid.retrieval.index_file import IndexFile
 from attnreid.utils.checks import one_of, positive_int
 from attnreid.utils.distance import DISTANCE_METRICS
-from attnreid.utils.io import atomic_open
-from attnreid.utils.safe_load import open_npz
 
 __all__ = ["INDEX_KINDS", "GalleryIndex", "SearchHit"]
 
@@ -138,7 +141,8 @@ class GalleryIndex:
         self.params = {"nlist": nlist, "nprobe": nprobe, "hnsw_m": hnsw_m, "ef_search": ef_search}
         self.info: dict[str, Any] = dict(info or {})
         self.meta = _Meta()
-        self._index: Any = None  # created on the first add (IVF is trained on it)
+        self.faiss: Any = None  # created on the first add (IVF is trained on it)
+        self.file: IndexFile | None = None  # the file the index is bound to (load / save)
 
     # ------------------------------------------------------------------ building
 
@@ -181,6 +185,7 @@ class GalleryIndex:
         index = faiss.IndexIVFFlat(flat, d, nlist, metric)  # the flat index quantises
         index.train(first)
         index.nprobe = min(int(self.params["nprobe"]), nlist)
+        index.make_direct_map()  # reconstruct(i): the stored vector of an item
         return index
 
     def _prepare(self, features: Any) -> np.ndarray:
@@ -202,25 +207,61 @@ class GalleryIndex:
         pids: Any = None,
         camids: Any = None,
         times: Any = None,
-    ) -> None:
-        """Append items (their row numbers continue from :meth:`__len__`)."""
+    ) -> int:
+        """Append items; returns the id of the first (ids continue from :meth:`__len__`). An
+        index bound to a file writes them to it first, in one durable transaction (rows that
+        other processes appended meanwhile come first)."""
         feats = self._prepare(features)
         n = feats.shape[0]
         if len(paths) != n:
             raise ConfigError(f"{n} features but {len(paths)} paths")
-        new_pids = _column(pids, n, "pids", np.int64, -1)
-        new_cams = _column(camids, n, "camids", np.int64, -1)
-        new_times = _column(times, n, "times", np.float64, np.nan)
+        rows = (
+            feats,
+            [str(p) for p in paths],
+            _column(pids, n, "pids", np.int64, -1),
+            _column(camids, n, "camids", np.int64, -1),
+            _column(times, n, "times", np.float64, np.nan),
+        )
         if n == 0:
+            return len(self)
+        if self.file is not None:
+            self.file.append(self, rows, self._catch_up)
+        first = len(self)
+        self._add_rows(*rows)
+        return first
+
+    def _add_rows(
+        self, feats: np.ndarray, paths: list[str], pids: Any, camids: Any, times: Any
+    ) -> None:
+        if not len(paths):
             return
-        if self._index is None:
-            self._index = self._create(feats)
-        self._index.add(feats)
+        if self.faiss is None:
+            self.faiss = self._create(feats)
+        self.faiss.add(feats)
         m = self.meta
-        m.paths.extend(str(p) for p in paths)
-        m.pids = np.concatenate([m.pids, new_pids])
-        m.camids = np.concatenate([m.camids, new_cams])
-        m.times = np.concatenate([m.times, new_times])
+        m.paths.extend(paths)
+        m.pids = np.concatenate([m.pids, pids])
+        m.camids = np.concatenate([m.camids, camids])
+        m.times = np.concatenate([m.times, times])
+
+    def _catch_up(self, start: int) -> None:
+        assert self.file is not None
+        self._add_rows(*self.file.rows(start, self.dim))
+
+    def refresh(self) -> bool:
+        """Pick up the rows and header other processes wrote to the file since the last call
+        (cheap when there are none); True when something changed."""
+        if self.file is None or not self.file.changed():
+            return False
+        self._catch_up(len(self))
+        self.info = self.file.header()["info"]
+        return True
+
+    def set_info(self, key: str, value: Any) -> None:
+        """Set ``info[key]``, durably in the file when the index is bound to one."""
+        self.info[key] = value
+        if self.file is not None:
+            self.file.set_header("info", self.info)
 
     def __len__(self) -> int:
         return len(self.meta.paths)
@@ -229,19 +270,66 @@ class GalleryIndex:
     def paths(self) -> list[str]:
         return list(self.meta.paths)
 
+    def resolve(self, path: str) -> Path:
+        """A stored path as a file: relative paths are relative to the index file's folder."""
+        p = Path(path)
+        return p if p.is_absolute() or self.file is None else self.file.path.parent / p
+
     # ------------------------------------------------------------------ searching
 
-    def search_arrays(self, queries: Any, top_k: int = 10) -> tuple[np.ndarray, np.ndarray]:
-        """``(distances, indices)``, each ``(Q, k)``, ``k = min(top_k, len(self))``, nearest
-        first; distances as in evaluation (``1 - cos`` or squared euclidean)."""
+    def mask(
+        self,
+        cameras: Sequence[int] | None = None,
+        time_from: float | None = None,
+        time_to: float | None = None,
+        exclude: int | None = None,
+    ) -> np.ndarray | None:
+        """The items a filter keeps (0-based ``cameras``, an inclusive time window, one item
+        left out), or None for all."""
+        if not cameras and time_from is None and time_to is None and exclude is None:
+            return None
+        m = self.meta
+        keep = np.isin(m.camids, np.asarray(cameras)) if cameras else np.ones(len(self), bool)
+        if time_from is not None:
+            keep &= m.times >= time_from
+        if time_to is not None:
+            keep &= m.times <= time_to
+        if exclude is not None and 0 <= exclude < len(self):
+            keep[exclude] = False
+        return keep
+
+    def count(self, **filters: Any) -> int:
+        """How many items :meth:`mask`'s filters keep."""
+        keep = self.mask(**filters)
+        return len(self) if keep is None else int(keep.sum())
+
+    def search_arrays(
+        self, queries: Any, top_k: int = 10, *, offset: int = 0, **filters: Any
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """``(distances, indices)``, each ``(Q, k)``: results ``offset .. offset + top_k`` of
+        the items the filters keep (:meth:`mask`), nearest first; distances as in evaluation
+        (``1 - cos`` or squared euclidean); ``-1`` where an approximate index found fewer."""
         positive_int(top_k, "top_k")
         q = self._prepare(queries)
-        k = min(top_k, len(self))
-        if k == 0:
+        keep = self.mask(**filters)
+        k = min(offset + top_k, len(self) if keep is None else int(keep.sum()))
+        if k <= offset:
             return np.zeros((q.shape[0], 0), np.float32), np.zeros((q.shape[0], 0), np.int64)
-        scores, idx = self._index.search(q, k)
+        if keep is None:
+            scores, idx = self.faiss.search(q, k)
+        else:
+            bits = np.packbits(keep, bitorder="little")
+            selector = faiss.IDSelectorBitmap(len(keep), faiss.swig_ptr(bits))
+            scores, idx = self.faiss.search(q, k, params=self._search_params(selector))
         dist = 1.0 - scores if self.metric == "cosine" else np.maximum(scores, 0)
-        return dist.astype(np.float32), idx.astype(np.int64)
+        return dist[:, offset:].astype(np.float32), idx[:, offset:].astype(np.int64)
+
+    def _search_params(self, selector: Any) -> Any:
+        if self.kind == "ivf":
+            return faiss.SearchParametersIVF(sel=selector, nprobe=self.faiss.nprobe)
+        if self.kind == "hnsw":
+            return faiss.SearchParametersHNSW(sel=selector, efSearch=self.faiss.hnsw.efSearch)
+        return faiss.SearchParameters(sel=selector)
 
     def item(self, i: int) -> SearchHit:
         """Item ``i`` (no rank or distance); ``IndexError`` outside ``0 .. len - 1``."""
@@ -250,16 +338,24 @@ class GalleryIndex:
             raise IndexError(i)
         return SearchHit(i, m.paths[i], int(m.pids[i]), int(m.camids[i]), float(m.times[i]))
 
-    def search(self, queries: Any, top_k: int = 10) -> list[list[SearchHit]]:
-        """For each query feature, its ``top_k`` nearest gallery items."""
-        dist, idx = self.search_arrays(queries, top_k)
+    def vector(self, i: int) -> np.ndarray:
+        """The stored feature of item ``i`` (as the index holds it: unit norm for cosine)."""
+        self.item(i)  # IndexError outside the gallery
+        return self.faiss.reconstruct(int(i))
+
+    def search(
+        self, queries: Any, top_k: int = 10, *, offset: int = 0, **filters: Any
+    ) -> list[list[SearchHit]]:
+        """For each query feature, its nearest gallery items ``offset .. offset + top_k``
+        (``rank`` counts from 1 at the nearest) among those the filters keep."""
+        dist, idx = self.search_arrays(queries, top_k, offset=offset, **filters)
         out = []
         for drow, irow in zip(dist, idx):
             hits = []
             for d, i in zip(drow, irow):
                 if i >= 0:  # approximate indexes may return fewer than k
                     hit = self.item(int(i))
-                    hit.rank, hit.distance = len(hits) + 1, float(d)
+                    hit.rank, hit.distance = offset + len(hits) + 1, float(d)
                     hits.append(hit)
             out.append(hits)
         return out
@@ -272,21 +368,40 @@ class GalleryIndex:
 
     def check_model(self, extractor: Any, where: str = "the index") -> None:
         """Refuse a model (a :class:`~attnreid.evaluation.extractor.FeatureExtractor`) whose
-        features are not this index's: another model name or dimension."""
+        features are not this index's: another model name or dimension, or — a model file
+        other than the one the index names — features of a few indexed crops that differ from
+        the stored ones (cosine below 0.99: another training of the same network)."""
         name, dim = extractor.model_name, extractor.feature_dim
+        given = extractor.source.get("model_file", name)
         if name != self.info.get("model") or dim != self.dim:
             raise CheckpointError(
-                f"{extractor.source.get('model_file', name)} is model {name!r} (dimension "
-                f"{dim}) but {where} holds features of {self.info.get('model')!r} (dimension "
-                f"{self.dim})"
+                f"{given} is model {name!r} (dimension {dim}) but {where} holds features of "
+                f"{self.info.get('model')!r} (dimension {self.dim})"
+            )
+        if given == self.model_file:
+            return
+        sample = [i for i in range(0, len(self), max(1, len(self) // 4))][:4]
+        sample = [i for i in sample if self.resolve(self.meta.paths[i]).is_file()]
+        if not sample:
+            return
+        feats = extractor.extract([str(self.resolve(self.meta.paths[i])) for i in sample])
+        mine = self._prepare(feats.features)
+        stored = np.stack([self.vector(i) for i in sample])
+        cos = (mine * stored).sum(1) / np.maximum(
+            np.linalg.norm(mine, axis=1) * np.linalg.norm(stored, axis=1), 1e-12
+        )
+        if cos.min() < 0.99:
+            raise CheckpointError(
+                f"{given} gives other features than those {where} holds (cosine {cos.min():.2f} "
+                "on indexed crops): it is not the model the index was built with"
             )
 
     # ------------------------------------------------------------------ files
 
     def header(self) -> dict[str, Any]:
         return {
-            "format": "attnreid-gallery-index",
-            "version": FORMAT_VERSION,
+            "format": index_file.FORMAT,
+            "version": index_file.VERSION,
             "dim": self.dim,
             "metric": self.metric,
             "kind": self.kind,
@@ -296,55 +411,44 @@ class GalleryIndex:
         }
 
     def save(self, path: str | Path) -> Path:
-        """Write the index to ``path`` atomically (one ``.npz`` archive)."""
-        if self._index is None:
+        """Write the index as a new file at ``path``, atomically, and bind it to the file."""
+        if self.faiss is None:
             raise ConfigError("cannot save an empty gallery index (no image was added)")
-        arrays = {
-            "header": np.asarray(json.dumps(self.header())),
-            "faiss_index": faiss.serialize_index(self._index),
-            "paths": np.asarray(self.meta.paths, dtype=np.str_),
-            "pids": self.meta.pids,
-            "camids": self.meta.camids,
-            "times": self.meta.times,
-        }
         path = Path(path)
-        with atomic_open(path, "wb") as fh:
-            np.savez(fh, **arrays)
+        index_file.write(path, self, self.faiss.reconstruct_n(0, len(self)))
+        self.file = IndexFile(path)
+        self.file.changed()
         return path
 
     @classmethod
     def load(cls, path: str | Path) -> GalleryIndex:
-        """Read an index written by :meth:`save`."""
-        path = Path(path)
-        if not path.is_file():
-            raise AttnReidError(f"gallery index {path} does not exist")
+        """Open an index file (checked whole, see :mod:`attnreid.retrieval.index_file`); the
+        index is bound to it."""
+        file = IndexFile(path)
+        file.check()
+        header = file.header()
+        params = header["params"]
+        if set(params) - {"nlist", "nprobe", "hnsw_m", "ef_search"}:
+            raise file._fail(f"unknown index parameters {sorted(params)}")
         try:
-            with open_npz(path, "gallery index", INDEX_FILE) as data:
-                header = json.loads(str(data["header"]))
-                raw = data["faiss_index"]
-                meta = _Meta(
-                    [str(p) for p in data["paths"]],
-                    data["pids"].astype(np.int64),
-                    data["camids"].astype(np.int64),
-                    data["times"].astype(np.float64),
-                )
-        except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile, zlib.error):
-            header = None  # a .npz of something else (e.g. features), or a damaged one
-        if not isinstance(header, dict) or header.get("format") != "attnreid-gallery-index":
-            raise AttnReidError(wrong_file(path, "gallery index", INDEX_FILE))
-        params = header.get("params", {})
-        index = cls(
-            header["dim"],
-            metric=header["metric"],
-            kind=header["kind"],
-            info=header.get("info"),
-            **params,
-        )
-        index._index = faiss.deserialize_index(raw)
-        index.meta = meta
-        if index._index.ntotal != len(meta.paths):
-            raise AttnReidError(
-                f"gallery index {path} is inconsistent: {index._index.ntotal} vectors but "
-                f"{len(meta.paths)} paths"
-            )
+            index = cls(header["dim"], metric=header["metric"], kind=header["kind"],
+                        info=header["info"], **params)  # fmt: skip
+        except AttnReidError as exc:
+            raise file._fail(str(exc)) from None
+        snapshot = file.snapshot()
+        if snapshot is not None:
+            rows, index.faiss = snapshot
+            if index.faiss.d != index.dim or index.faiss.ntotal != rows:
+                raise file._fail("the faiss snapshot does not fit the header")
+            _, *meta = file.rows(0, index.dim)
+            index.meta = _Meta(meta[0], *meta[1:])
+            if len(index) < rows:
+                raise file._fail(f"the faiss snapshot has {rows} rows, the file {len(index)}")
+            feats = file.rows(rows, index.dim)[0]
+            if len(feats):
+                index.faiss.add(feats)
+        else:
+            index._add_rows(*file.rows(0, index.dim))
+        index.file = file
+        file.changed()
         return index

@@ -2,7 +2,8 @@
 
 The page (``static/``, plain HTML and JavaScript, no build step) and the API are one FastAPI
 application over a :class:`~attnreid.serve.store.GalleryStore` and a
-:class:`~attnreid.evaluation.extractor.FeatureExtractor`:
+:class:`~attnreid.evaluation.extractor.FeatureExtractor`, behind :class:`~attnreid.serve.guard.
+Guard` (who may write, how much anyone may send):
 
 ============================  =================================================================
 ``GET  /api/info``            the gallery (size, cameras, time range), the model, the thresholds
@@ -12,38 +13,47 @@ application over a :class:`~attnreid.serve.store.GalleryStore` and a
                               ``cameras`` (``1,3``: 1-based, as shown), ``time_from``,
                               ``time_to``: the ranked gallery with a verdict per result
 ``POST /api/crops``           form: ``image``, optional ``pid``, ``camera`` (1-based), ``time``:
-                              add a crop to the gallery (saved before the answer)
+                              add a crop to the gallery (on disk before the answer)
 ``POST /api/attention``       form: ``image`` or ``crop_id``: the attention-map picture (PNG)
 ============================  =================================================================
 
+Every form field is declared with its type and limits, so the OpenAPI schema
+(``/openapi.json``) describes them; a request outside them is a 400 with ``{"error": "<one
+line>"}`` that names the field and the limit, as is every refusal: never a traceback.
+
+**Work off the event loop.** Decoding, the network, the index and the drawing run in worker
+threads; the network's forwards go through one :class:`~attnreid.serve.batcher.Batcher`
+(concurrent searches share a batch), a search by gallery crop uses the crop's stored vector
+(no forward), and at most ``max_pending`` searches / additions are in progress at once: past
+that, 503 with ``Retry-After``. Each answer's ``Server-Timing`` header gives the time of its
+parts (``parse``, ``decode``, ``preprocess``, ``forward``, ``search``, ``respond``).
+
 **Verdicts.** With thresholds from ``attnreid calibrate`` (distances at chosen false match
 rates), a result is a *match*, *possible* or *no match*
-(:class:`~attnreid.retrieval.calibration.Verdicts`: ``--fmr``, default 1e-3, or
-``--max-distance``). Without either there is no verdict.
+(:class:`~attnreid.retrieval.calibration.Verdicts`). Without them there is no verdict.
 
-**Safety.** The server binds to 127.0.0.1 unless told otherwise; it serves only the images the
-index names (a request names an item id, never a path); an upload larger than ``max_upload``
-bytes is refused (413) and an image of more than ``max_pixels`` pixels is refused from its
-header, before decoding (a decompression bomb gets a 400 with a reason, not a crash); a bad
-request gets a 4xx with ``{"error": "<one line>"}``, never a traceback.
+**Images.** Only JPEG, PNG, BMP, WebP and TIFF are opened (no other decoder is tried), and an
+image of more than ``max_pixels`` pixels is refused from its header, before decoding.
 """
 
 from __future__ import annotations
 
 import io
-import math
 import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from importlib import resources
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-from fastapi import FastAPI, Request
+from fastapi import FastAPI, File, Form, Query, Request, UploadFile
+from fastapi import Path as PathParam
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
-from PIL import Image
-from starlette.datastructures import UploadFile
+from PIL import Image, UnidentifiedImageError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from attnreid.data.images import read_image
@@ -52,38 +62,67 @@ from attnreid.evaluation.extractor import FeatureExtractor
 from attnreid.retrieval.calibration import Verdicts
 from attnreid.retrieval.gallery import parse_crop_name
 from attnreid.retrieval.index import SearchHit
+from attnreid.serve.batcher import Batcher
+from attnreid.serve.guard import Guard
 from attnreid.serve.store import GalleryStore
 
 __all__ = ["ApiError", "create_app"]
 
 MAX_UPLOAD = 8 * 1024 * 1024  # bytes
 MAX_PIXELS = 4096 * 4096
+MAX_TOP, MAX_OFFSET, MAX_ID, MAX_CAMERA, MAX_TIME = 200, 10_000, 2**62, 10**6, 1e18
 IMAGE_TYPES = {"JPEG": ".jpg", "PNG": ".png", "BMP": ".bmp", "WEBP": ".webp", "TIFF": ".tif"}
 
 
 class ApiError(Exception):
     """A request the service refuses: an HTTP status and a one-line reason."""
 
-    def __init__(self, status: int, reason: str) -> None:
+    def __init__(self, status: int, reason: str, headers: dict[str, str] | None = None) -> None:
         super().__init__(reason)
-        self.status, self.reason = status, reason
+        self.status, self.reason, self.headers = status, reason, headers
 
 
-def _number(form: Any, key: str, kind: type, default: Any = None, lo: int | None = None) -> Any:
-    """The form field ``key`` as an ``int`` or a finite ``float`` (``default`` when absent)."""
-    raw = form.get(key)
-    if raw in (None, ""):
-        return default
+class _Timing:
+    """The durations of a request's parts, for its ``Server-Timing`` header."""
+
+    def __init__(self) -> None:
+        self.parts: list[tuple[str, float]] = []
+
+    @contextmanager
+    def __call__(self, name: str) -> Iterator[None]:
+        t0 = time.perf_counter()
+        yield
+        self.parts.append((name, 1000 * (time.perf_counter() - t0)))
+
+    def header(self) -> str:
+        return ", ".join(f"{n};dur={d:.2f}" for n, d in self.parts)
+
+
+def _decode(data: bytes, name: str, max_pixels: int) -> tuple[Image.Image, str]:
+    """(RGB image, file suffix) of an upload in an accepted format."""
     try:
-        value = kind(raw)
-    except (TypeError, ValueError):
-        what = "an integer" if kind is int else "a number"
-        raise ApiError(400, f"{key} must be {what}, got {str(raw)[:40]!r}") from None
-    if kind is float and not math.isfinite(value):
-        raise ApiError(400, f"{key} must be a finite number")
-    if lo is not None and value < lo:
-        raise ApiError(400, f"{key} must be at least {lo}, got {value}")
-    return value
+        with Image.open(io.BytesIO(data), formats=list(IMAGE_TYPES)) as probe:
+            kind = probe.format or ""
+    except (UnidentifiedImageError, OSError, ValueError):
+        raise ApiError(
+            400, f"not an image of an accepted format ({', '.join(IMAGE_TYPES)}): {name}"
+        ) from None
+    image = read_image(io.BytesIO(data), max_pixels=max_pixels, name=name, formats=[kind])
+    return image, IMAGE_TYPES[kind]
+
+
+def _cameras(text: str | None) -> list[int] | None:
+    """``"1,3"`` (1-based, as shown) -> ``[0, 2]``."""
+    if not text or not text.strip():
+        return None
+    try:
+        cams = [int(c) for c in text.split(",") if c.strip()]
+    except ValueError:
+        what = f"cameras must be numbers separated by commas, got {text[:40]!r}"
+        raise ApiError(400, what) from None
+    if not all(1 <= c <= MAX_CAMERA for c in cams) or len(cams) > 64:
+        raise ApiError(400, f"cameras must be up to 64 numbers between 1 and {MAX_CAMERA:,}")
+    return [c - 1 for c in cams]
 
 
 def create_app(
@@ -93,19 +132,29 @@ def create_app(
     *,
     max_upload: int = MAX_UPLOAD,
     max_pixels: int = MAX_PIXELS,
-) -> FastAPI:
-    """The FastAPI application of the service (run it with uvicorn)."""
+    token: str | None = None,
+    read_only: bool = False,
+    bind_host: str = "127.0.0.1",
+    allowed_hosts: tuple[str, ...] = (),
+    cors_origins: tuple[str, ...] = (),
+    max_batch: int = 8,
+    batch_wait_ms: float = 2.0,
+    max_pending: int = 16,
+) -> Any:
+    """The service's ASGI application (run it with uvicorn): the FastAPI app behind
+    :class:`~attnreid.serve.guard.Guard`."""
     verdicts = verdicts or Verdicts()
-    model = extractor.model
-    has_attention = callable(getattr(model, "attention_maps", None))
-    infer = threading.Lock()  # one forward pass at a time: the cores are shared anyway
+    batcher = Batcher(extractor, max_batch=max_batch, wait_ms=batch_wait_ms)
+    pending = threading.BoundedSemaphore(max_pending)
+    has_attention = _draws_attention(extractor)
     app = FastAPI(title="attnreid gallery search", docs_url="/api/docs", redoc_url=None)
+    app.state.batcher = batcher
     static = resources.files("attnreid.serve") / "static"
     app.mount("/static", StaticFiles(directory=str(static)), name="static")
 
     @app.exception_handler(ApiError)
     async def _api_error(request: Request, exc: ApiError) -> JSONResponse:
-        return JSONResponse({"error": exc.reason}, status_code=exc.status)
+        return JSONResponse({"error": exc.reason}, status_code=exc.status, headers=exc.headers)
 
     @app.exception_handler(StarletteHTTPException)
     async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
@@ -114,8 +163,9 @@ def create_app(
     @app.exception_handler(RequestValidationError)
     async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
         first = exc.errors()[0] if exc.errors() else {}
-        where = ".".join(str(x) for x in first.get("loc", ()) if x not in ("query", "path"))
-        return JSONResponse({"error": f"{where}: {first.get('msg', 'invalid')}"}, 422)
+        where = ".".join(str(x) for x in first.get("loc", ()) if x not in ("query", "path", "body"))
+        message = str(first.get("msg", "invalid")).splitlines()[0]
+        return JSONResponse({"error": f"{where}: {message}"}, 400)
 
     @app.exception_handler(AttnReidError)
     async def _user_error(request: Request, exc: AttnReidError) -> JSONResponse:
@@ -125,67 +175,50 @@ def create_app(
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
         return JSONResponse({"error": f"internal error ({type(exc).__name__})"}, 500)
 
-    @app.middleware("http")
-    async def _size_limit(request: Request, call_next: Any) -> Response:
-        length = request.headers.get("content-length")
-        if length and length.isdigit() and int(length) > max_upload + 65536:
-            return JSONResponse(
-                {
-                    "error": f"request of {int(length):,} bytes; uploads are limited to "
-                    f"{max_upload:,} bytes"
-                },
-                status_code=413,
-            )
-        return await call_next(request)
-
-    async def _form(request: Request) -> Any:
+    @contextmanager
+    def busy() -> Iterator[None]:
+        if not pending.acquire(blocking=False):
+            raise ApiError(503, f"busy: {max_pending} requests in progress, try again",
+                           {"Retry-After": "1"})  # fmt: skip
         try:
-            return await request.form(max_files=1, max_fields=16)
-        except Exception as exc:  # malformed multipart bodies of many kinds
-            raise ApiError(400, f"cannot read the form: {str(exc).splitlines()[0][:120]}") from None
+            yield
+        finally:
+            pending.release()
 
-    async def _upload(form: Any) -> tuple[bytes, Image.Image, str, str]:
-        """(bytes, RGB image, suffix, file name) of the form's ``image`` file."""
-        file = form.get("image")
-        if not isinstance(file, UploadFile):
+    def upload(image: UploadFile | None, timing: _Timing) -> tuple[bytes, Image.Image, str, str]:
+        if image is None:
             raise ApiError(400, "the form has no 'image' file")
-        data = await file.read(max_upload + 1)
+        with timing("parse"):
+            data = image.file.read(max_upload + 1)
         if len(data) > max_upload:
             raise ApiError(413, f"image larger than {max_upload:,} bytes")
-        name = Path(file.filename or "upload").name
-        image = read_image(io.BytesIO(data), max_pixels=max_pixels, name=name)  # checks first
-        with Image.open(io.BytesIO(data)) as probe:
-            kind = probe.format or ""
-        if kind not in IMAGE_TYPES:
-            raise ApiError(
-                400,
-                f"{name}: image format {kind or '?'} is not accepted ({', '.join(IMAGE_TYPES)})",
-            )
-        return data, image, IMAGE_TYPES[kind], name
+        name = Path(image.filename or "upload").name[:200]
+        with timing("decode"):
+            decoded, suffix = _decode(data, name, max_pixels)
+        return data, decoded, suffix, name
 
-    def _item(item_id: int) -> SearchHit:
+    def item(item_id: int) -> SearchHit:
         try:
             return store.item(item_id)
         except KeyError:
             raise ApiError(404, f"no crop {item_id} (the gallery has {len(store)})") from None
 
-    def _shown(hit: SearchHit) -> dict[str, Any]:
+    def shown(hit: SearchHit) -> dict[str, Any]:
         """An item as the API shows it: the record's JSON, without the file path, with the
         image's URL."""
         return {**hit.as_dict(path=False), "image": f"/api/crops/{hit.id}/image"}
 
-    async def _query(form: Any) -> tuple[Image.Image, dict[str, Any]]:
-        crop_id = _number(form, "crop_id", int, lo=0)
-        if crop_id is not None:
-            hit = _item(crop_id)
-            image = read_image(hit.path, max_pixels=max_pixels, name=Path(hit.path).name)
-            return image, {"crop": _shown(hit)}
-        _, image, _, name = await _upload(form)
-        return image, {"upload": name}
+    def feature(image: Image.Image, timing: _Timing) -> np.ndarray:
+        with timing("preprocess"):
+            x = extractor.preprocess([image])[0]
+        with timing("forward"):
+            return batcher(x)
 
-    def _feature(image: Image.Image) -> np.ndarray:
-        with infer:
-            return extractor([image])[0]
+    def timed(body: dict[str, Any], timing: _Timing) -> JSONResponse:
+        with timing("respond"):
+            response = JSONResponse(body)
+        response.headers["Server-Timing"] = timing.header()
+        return response
 
     @app.get("/", include_in_schema=False)
     def page() -> Response:
@@ -193,6 +226,7 @@ def create_app(
 
     @app.get("/api/info")
     def info() -> dict[str, Any]:
+        store.refresh()
         times = store.index.meta.times
         finite = times[np.isfinite(times)]
         return {
@@ -203,83 +237,123 @@ def create_app(
             "metric": store.index.metric,
             "verdicts": verdicts.describe,
             "attention": has_attention,
+            "writable": not read_only,
+            "token": token is not None,
         }
 
     @app.get("/api/crops")
-    def crops(offset: int = 0, limit: int = 60, camera: int | None = None) -> dict[str, Any]:
-        if offset < 0 or not 1 <= limit <= 500:
-            raise ApiError(400, "offset must be >= 0 and limit between 1 and 500")
+    def crops(
+        offset: int = Query(0, ge=0, le=MAX_ID),
+        limit: int = Query(60, ge=1, le=500),
+        camera: int | None = Query(None, ge=1, le=MAX_CAMERA),
+    ) -> dict[str, Any]:
+        store.refresh()
         ids = np.arange(len(store))
         if camera is not None:
             ids = ids[store.index.meta.camids[: len(ids)] == camera - 1]
         page_ids = ids[offset : offset + limit]
-        return {"total": int(ids.size), "items": [_shown(store.item(int(i))) for i in page_ids]}
+        return {"total": int(ids.size), "items": [shown(store.item(int(i))) for i in page_ids]}
 
     @app.get("/api/crops/{item_id}")
-    def crop(item_id: int) -> dict[str, Any]:
-        return _shown(_item(item_id))
+    def crop(item_id: int = PathParam(ge=0, le=MAX_ID)) -> dict[str, Any]:
+        return shown(item(item_id))
 
     @app.get("/api/crops/{item_id}/image")
-    def crop_image(item_id: int) -> FileResponse:
-        path = Path(_item(item_id).path)
+    def crop_image(item_id: int = PathParam(ge=0, le=MAX_ID)) -> FileResponse:
+        path = store.image_path(item(item_id))
         if not path.is_file():
             raise ApiError(404, f"the image of crop {item_id} is missing on the server")
         return FileResponse(path, headers={"Cache-Control": "max-age=3600"})
 
     @app.post("/api/search")
-    async def search(request: Request) -> dict[str, Any]:
-        form = await _form(request)
-        image, query = await _query(form)
-        top = _number(form, "top", int, 12, lo=1)
-        offset = _number(form, "offset", int, 0, lo=0)
-        raw = str(form.get("cameras") or "").strip()
-        try:
-            cameras = [int(c) - 1 for c in raw.split(",") if c.strip()] if raw else None
-        except ValueError:
-            raise ApiError(
-                400, f"cameras must be numbers separated by commas, got {raw[:40]!r}"
-            ) from None
-        feature = _feature(image)
-        hits, total = store.search(
-            feature,
-            top=min(top, 200),
-            offset=offset,
-            cameras=cameras,
-            time_from=_number(form, "time_from", float),
-            time_to=_number(form, "time_to", float),
-            exclude=query["crop"]["id"] if "crop" in query else None,
-            verdict=verdicts if verdicts else None,
-        )
-        results = [_shown(h) for h in hits]
-        return {"query": query, "total": total, "offset": offset, "results": results}
+    def search(
+        image: UploadFile | None = File(None, description="the query crop"),
+        crop_id: int | None = Form(None, ge=0, le=MAX_ID, description="or a gallery crop"),
+        top: int = Form(12, ge=1, le=MAX_TOP),
+        offset: int = Form(0, ge=0, le=MAX_OFFSET),
+        cameras: str | None = Form(None, max_length=400, description="1-based, e.g. 1,3"),
+        time_from: float | None = Form(None, ge=-MAX_TIME, le=MAX_TIME, allow_inf_nan=False),
+        time_to: float | None = Form(None, ge=-MAX_TIME, le=MAX_TIME, allow_inf_nan=False),
+    ) -> JSONResponse:
+        timing = _Timing()
+        with busy():
+            cams = _cameras(cameras)
+            store.refresh()
+            if crop_id is not None:
+                query: dict[str, Any] = {"crop": shown(item(crop_id))}
+                query_feature = None
+            else:
+                _, decoded, _, name = upload(image, timing)
+                query = {"upload": name}
+                query_feature = feature(decoded, timing)
+            with timing("search"):
+                hits, total = store.search(
+                    query_feature, top=top, offset=offset, crop_id=crop_id, cameras=cams,
+                    time_from=time_from, time_to=time_to, verdict=verdicts or None,
+                )  # fmt: skip
+            body = {"query": query, "total": total, "offset": offset,
+                    "results": [shown(h) for h in hits]}  # fmt: skip
+            return timed(body, timing)
 
     @app.post("/api/crops")
-    async def add_crop(request: Request) -> dict[str, Any]:
-        form = await _form(request)
-        data, image, suffix, name = await _upload(form)
-        pid, cam, t = parse_crop_name(name)
-        pid = _number(form, "pid", int, pid)
-        camera = _number(form, "camera", int, cam + 1 if cam >= 0 else None, lo=1)
-        time = _number(form, "time", float)
-        item_id = store.add(
-            data,
-            suffix,
-            _feature(image),
-            pid=pid if pid is not None else -1,
-            camid=camera - 1 if camera is not None else -1,
-            time=time if time is not None else t,
-        )
-        return _shown(store.item(item_id))
+    def add_crop(
+        image: UploadFile = File(..., description="the crop to add"),
+        pid: int | None = Form(None, ge=0, le=MAX_ID),
+        camera: int | None = Form(None, ge=1, le=MAX_CAMERA),
+        time: float | None = Form(None, ge=-MAX_TIME, le=MAX_TIME, allow_inf_nan=False),
+    ) -> JSONResponse:
+        timing = _Timing()
+        with busy():
+            data, decoded, suffix, name = upload(image, timing)
+            named_pid, named_cam, named_time = parse_crop_name(name)
+            pid = pid if pid is not None else named_pid
+            camid = camera - 1 if camera is not None else named_cam
+            if not (-1 <= pid <= MAX_ID and -1 <= camid < MAX_CAMERA):
+                raise ApiError(400, f"{name}: the identity or camera in its name is out of range")
+            when = time if time is not None else named_time
+            if abs(when) > MAX_TIME:  # NaN passes: unknown
+                raise ApiError(400, f"{name}: the time in its name is out of range")
+            vector = feature(decoded, timing)
+            with timing("store"):
+                item_id = store.add(data, suffix, vector, pid=pid, camid=camid, time=when)
+            return timed(shown(store.item(item_id)), timing)
 
     @app.post("/api/attention")
-    async def attention(request: Request) -> Response:
+    def attention(
+        image: UploadFile | None = File(None), crop_id: int | None = Form(None, ge=0, le=MAX_ID)
+    ) -> Response:
         if not has_attention:
             raise ApiError(400, f"model {store.index.info.get('model')!r} has no attention maps")
         from attnreid.viz.attention import attention_png, model_attention
 
-        image, _ = await _query(await _form(request))
-        with infer:
-            shown, maps = model_attention(extractor, image)
-        return Response(attention_png(shown, maps), media_type="image/png")  # as viz attention
+        with busy():
+            if crop_id is not None:
+                hit = item(crop_id)
+                query = read_image(store.image_path(hit), max_pixels=max_pixels)
+            else:
+                query = upload(image, _Timing())[1]
+            shown_image, maps = model_attention(extractor, query)
+            return Response(attention_png(shown_image, maps), media_type="image/png")
 
-    return app
+    return Guard(
+        app,
+        bind_host=bind_host,
+        token=token,
+        read_only=read_only,
+        allowed_hosts=allowed_hosts,
+        cors_origins=cors_origins,
+        max_body=max_upload + 65536,
+    )
+
+
+def _draws_attention(extractor: FeatureExtractor) -> bool:
+    """Whether the model draws attention maps (tried once on a grey image)."""
+    from attnreid.viz.attention import model_attention
+
+    if not callable(getattr(extractor.model, "attention_maps", None)):
+        return False
+    try:
+        model_attention(extractor, Image.new("RGB", extractor.size[::-1], (128, 128, 128)))
+    except AttnReidError:
+        return False
+    return True

@@ -1,15 +1,21 @@
-"""The gallery a search service owns: an index file, its crops, and safe concurrent updates.
+"""The gallery a search service owns: an index file, the crops it names, safe concurrent updates.
 
-:class:`GalleryStore` wraps a :class:`~attnreid.retrieval.GalleryIndex` loaded from a file. A
-crop added through the service is written first, under a name made of its content's SHA-256
-(``<index file>.crops/<hash>.<ext>``, atomically), then the index — item added — is written
-again, atomically, before the addition is acknowledged. Additions and searches hold one lock,
-so they are serialised: a search never sees a half-added item, two uploads never overwrite each
-other, and a server killed at any moment restarts with every acknowledged crop (an image whose
-index write did not finish is an orphan file, never a broken index).
+:class:`GalleryStore` wraps a :class:`~attnreid.retrieval.GalleryIndex` bound to its file
+(SQLite, :mod:`attnreid.retrieval.index_file`). A crop added through the service is written
+first, under a name made of its content's SHA-256 (``<index file>.crops/<hash>.<ext>``, flushed
+to disk), then its row is appended to the index in one durable transaction, and only then is
+the addition acknowledged; if the row is not written, the image is removed (unless another row
+names the same content). Nothing else of the file is rewritten, so ``index build --add`` or
+``calibrate --index`` run beside the server are never lost: the server picks their rows and
+header up (:meth:`GalleryIndex.refresh <attnreid.retrieval.GalleryIndex.refresh>`) before each
+request. At start, images in the crops folder that no row names (a crash between the image and
+its row) are removed.
 
-Items are addressed by their row number in the index (``id``). Only files that the index names
-are ever served: a request gives an id, never a path.
+The crops' paths are stored relative to the index file's folder, so a server restarted from
+another working directory, or with the index and its crops folder moved together, finds them.
+Items are addressed by their row number (``id``); only files that the index names are ever
+served: a request gives an id, never a path. One lock serialises the store's reads and writes
+within the process (a search never sees a half-added item).
 """
 
 from __future__ import annotations
@@ -32,13 +38,19 @@ class GalleryStore:
     """An index file and the crops it names, shared by the requests of a server."""
 
     def __init__(self, path: str | Path) -> None:
-        self.path = Path(path)
+        self.path = Path(path).resolve()
         self.index = GalleryIndex.load(self.path)
         self.crops_dir = self.path.with_name(self.path.name + ".crops")
-        self.lock = threading.Lock()
+        self.lock = threading.RLock()
+        self.removed_orphans = self._remove_orphans()
 
     def __len__(self) -> int:
         return len(self.index)
+
+    def refresh(self) -> None:
+        """Pick up what other processes wrote to the index file."""
+        with self.lock:
+            self.index.refresh()
 
     @property
     def cameras(self) -> list[int]:
@@ -46,49 +58,40 @@ class GalleryStore:
 
     def item(self, item_id: int) -> SearchHit:
         """Item ``item_id`` (``KeyError`` when there is none)."""
-        try:
-            return self.index.item(item_id)
-        except IndexError:
-            raise KeyError(item_id) from None
+        with self.lock:
+            try:
+                return self.index.item(item_id)
+            except IndexError:
+                raise KeyError(item_id) from None
+
+    def image_path(self, hit: SearchHit) -> Path:
+        return self.index.resolve(hit.path)
 
     def search(
         self,
-        feature: np.ndarray,
+        feature: np.ndarray | None,
         *,
         top: int = 10,
         offset: int = 0,
+        crop_id: int | None = None,
         cameras: list[int] | None = None,
         time_from: float | None = None,
         time_to: float | None = None,
-        exclude: int | None = None,
         verdict: Any = None,
     ) -> tuple[list[SearchHit], int]:
-        """The gallery ranked by distance to ``feature``, filtered by camera and time window,
-        results ``offset .. offset + top``; returns them and the number of filtered items."""
+        """The gallery ranked by distance to ``feature`` (or to gallery item ``crop_id``'s
+        stored vector, itself left out), filtered by camera and time window: results
+        ``offset .. offset + top`` and the number of items the filters keep (exact)."""
+        filters = {"cameras": cameras, "time_from": time_from, "time_to": time_to}
         with self.lock:
-            n = len(self.index)
-            dist, idx = self.index.search_arrays(feature[None], top_k=max(n, 1))
-        m = self.index.meta
-        keep = idx[0] >= 0
-        order, dists = idx[0][keep], dist[0][keep]
-        mask = np.ones(order.size, bool)
-        if exclude is not None:
-            mask &= order != exclude
-        if cameras:
-            mask &= np.isin(m.camids[order], cameras)
-        times = m.times[order]
-        if time_from is not None:
-            mask &= times >= time_from
-        if time_to is not None:
-            mask &= times <= time_to
-        order, dists = order[mask], dists[mask]
-        hits = []
-        for rank in range(offset, min(offset + top, order.size)):
-            hit = self.index.item(int(order[rank]))
-            hit.rank, hit.distance = rank + 1, float(dists[rank])
+            if crop_id is not None:
+                feature = self.index.vector(crop_id)
+                filters["exclude"] = crop_id
+            hits = self.index.search(feature[None], top, offset=offset, **filters)[0]
+            total = self.index.count(**filters)
+        for hit in hits:
             hit.verdict = verdict(hit.distance) if verdict else None
-            hits.append(hit)
-        return hits, int(order.size)
+        return hits, total
 
     def add(
         self,
@@ -100,21 +103,33 @@ class GalleryStore:
         camid: int = -1,
         time: float = math.nan,
     ) -> int:
-        """Store an uploaded crop and add it to the index (see the module docstring);
-        returns its id. The same image twice is stored once but indexed twice."""
-        digest = hashlib.sha256(image).hexdigest()
-        target = self.crops_dir / f"{digest}{suffix}"
-        if not target.exists():
-            atomic_write(target, lambda tmp: Path(tmp).write_bytes(image))
+        """Store an uploaded crop and add it to the index (see the module docstring); returns
+        its id. The same image twice is stored once but indexed twice."""
+        name = hashlib.sha256(image).hexdigest() + suffix
+        target = self.crops_dir / name
+        stored = f"{self.crops_dir.name}/{name}"  # relative to the index file's folder
         with self.lock:
-            self.index.add(feature[None], [str(target)], pids=[pid], camids=[camid], times=[time])
+            fresh = not target.exists()
+            if fresh:
+                atomic_write(target, lambda tmp: Path(tmp).write_bytes(image))  # fsync'ed
             try:
-                self.index.save(self.path)
+                return self.index.add(
+                    feature[None], [stored], pids=[pid], camids=[camid], times=[time]
+                )
             except BaseException:
-                self.index = GalleryIndex.load(self.path)  # the file is the truth
+                if fresh and stored not in self.index.meta.paths:
+                    target.unlink(missing_ok=True)
                 raise
-            return len(self.index) - 1
 
     def check_files(self) -> list[str]:
         """Paths the index names that are not files (reported at start-up)."""
-        return [p for p in self.index.meta.paths if not Path(p).is_file()]
+        return [p for p in self.index.meta.paths if not self.index.resolve(p).is_file()]
+
+    def _remove_orphans(self) -> int:
+        if not self.crops_dir.is_dir():
+            return 0
+        named = {Path(p).name for p in self.index.meta.paths if p.startswith(self.crops_dir.name)}
+        orphans = [f for f in self.crops_dir.iterdir() if f.is_file() and f.name not in named]
+        for f in orphans:
+            f.unlink(missing_ok=True)
+        return len(orphans)

@@ -11,8 +11,8 @@ function showError(message) {
   el.hidden = !message;
 }
 
-async function api(path, form) {
-  const res = await fetch(path, form ? { method: "POST", body: form } : {});
+async function api(path, form, headers = {}) {
+  const res = await fetch(path, form ? { method: "POST", body: form, headers } : {});
   const body = (res.headers.get("content-type") || "").includes("json") ? await res.json() : null;
   if (!res.ok) throw new Error((body && body.error) || `${res.status} ${res.statusText}`);
   return body ?? res;
@@ -117,8 +117,11 @@ async function addCrop(event) {
   for (const [id, key] of [["add-camera", "camera"], ["add-time", "time"], ["add-pid", "pid"]]) {
     if ($(id).value !== "") form.append(key, $(id).value);
   }
+  const token = $("add-token").value;
+  if (token) sessionStorage.setItem("attnreid-token", token);  // this tab only
+  const auth = token ? { Authorization: `Bearer ${token}` } : {};
   try {
-    const item = await api("/api/crops", form);
+    const item = await api("/api/crops", form, auth);
     $("add-status").textContent = `added as crop ${item.id}`;
     await loadInfo();
     refresh();
@@ -137,6 +140,9 @@ async function loadInfo() {
     `${info.model ?? "?"} · ${info.metric} distance`;
   $("verdicts").textContent = `Verdicts: ${info.verdicts}`;
   $("attention-btn").hidden = !info.attention;
+  $("add-form").hidden = !info.writable;  // a read-only server takes no crops
+  $("token-label").hidden = !info.token;
+  if (info.token && !$("add-token").value) $("add-token").value = sessionStorage.getItem("attnreid-token") || "";
   const box = $("cameras");
   const known = new Set([...box.querySelectorAll("input")].map((c) => c.value));
   for (const cam of info.cameras) {

@@ -1,0 +1,271 @@
+"""The gallery index file: an SQLite database (WAL) holding the rows; faiss is rebuilt from it.
+
+One file, ``gallery.index``, that several processes may read and append to at once (a server
+and ``attnreid index build --add``, say). SQLite, in the standard library, gives the integrity:
+every append is one transaction, committed with ``synchronous=FULL`` (on disk before it
+returns), so a process killed at any moment leaves every acknowledged row and no half row.
+
+Tables:
+
+* ``header(key, value)``: JSON values: ``format`` (``attnreid-gallery-index``), ``version`` (2),
+  ``dim``, ``metric``, ``kind``, ``params`` (nlist, nprobe, hnsw_m, ef_search) and ``info`` (the
+  model that made the features, match thresholds ...).
+* ``items(id, path, pid, camid, time, feature)``: one row per gallery item, ids ``0 .. N - 1``
+  in order; ``feature`` is the float32 vector as the faiss index holds it (L2-normalised for
+  the cosine metric); ``time`` NULL when unknown; ``path`` absolute, or relative to the file's
+  folder (crops the server stored beside it).
+* ``snapshot(chunk, rows, data)``: for ``ivf`` / ``hnsw``, the serialised faiss index of the
+  first ``rows`` items, in chunks (SQLite's blobs stop at 1 GB); rows appended after it are
+  added to it when the file is opened. A ``flat`` index is rebuilt from the rows.
+
+Opening validates the whole file — SQLite's own check of the pages, the header's keys and
+types, every row's feature length and values, ids without gaps, the snapshot's size and
+dimension — and any fault is one line naming the file and the fault.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import os
+import sqlite3
+import tempfile
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import faiss
+import numpy as np
+
+from attnreid.errors import AttnReidError
+
+GalleryIndex = Any  # attnreid.retrieval.index.GalleryIndex, which imports this module
+FORMAT = "attnreid-gallery-index"
+VERSION = 2
+CHUNK = 256 * 2**20  # bytes of a snapshot chunk
+BUSY_MS = 30_000  # how long a writer waits for another one
+INDEX_FILE = "a readable gallery index (written by attnreid index build)"
+_SCHEMA = """
+CREATE TABLE header (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE items (id INTEGER PRIMARY KEY, path TEXT NOT NULL, pid INTEGER NOT NULL,
+                    camid INTEGER NOT NULL, time REAL, feature BLOB NOT NULL);
+CREATE TABLE snapshot (chunk INTEGER PRIMARY KEY, rows INTEGER NOT NULL, data BLOB NOT NULL);
+"""
+_HEADER_TYPES = {
+    "format": str,
+    "version": int,
+    "dim": int,
+    "metric": str,
+    "kind": str,
+    "params": dict,
+    "info": dict,
+}
+
+
+_COLUMNS = (np.int64, np.int64, np.float64)  # pids, camids, times
+
+
+class IndexFileError(AttnReidError):
+    """A gallery index file that cannot be used: the message names it and the fault."""
+
+
+def _connect(path: Path) -> sqlite3.Connection:
+    conn = sqlite3.connect(
+        path, isolation_level=None, check_same_thread=False, timeout=BUSY_MS / 1e3
+    )
+    conn.execute("PRAGMA synchronous=FULL")
+    return conn
+
+
+@contextlib.contextmanager
+def _transaction(conn: sqlite3.Connection, path: Path) -> Iterator[sqlite3.Connection]:
+    try:
+        conn.execute("BEGIN IMMEDIATE")
+    except sqlite3.OperationalError as exc:  # locked for longer than the busy timeout
+        raise IndexFileError(f"gallery index {path} is busy ({exc}): try again") from None
+    try:
+        yield conn
+        conn.execute("COMMIT")
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+
+
+def write(path: str | Path, index: GalleryIndex, features: np.ndarray) -> None:
+    """Write ``index`` (its rows' vectors: ``features``) as a new file at ``path``, atomically:
+    into a temporary file beside it, then renamed over it."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        conn = sqlite3.connect(tmp, isolation_level=None)
+        with contextlib.closing(conn):
+            conn.executescript(_SCHEMA)
+            conn.execute("BEGIN")
+            header = {k: v for k, v in index.header().items() if k in _HEADER_TYPES}
+            conn.executemany("INSERT INTO header VALUES (?, ?)",
+                             [(k, json.dumps(v)) for k, v in header.items()])  # fmt: skip
+            _insert(conn, 0, features, index.meta.paths, index.meta.pids, index.meta.camids,
+                    index.meta.times)  # fmt: skip
+            if index.kind != "flat":
+                blob = faiss.serialize_index(index.faiss).tobytes()
+                conn.executemany(
+                    "INSERT INTO snapshot VALUES (?, ?, ?)",
+                    [(i, len(index), blob[s : s + CHUNK]) for i, s in
+                     enumerate(range(0, len(blob), CHUNK))],
+                )  # fmt: skip
+            conn.execute("COMMIT")
+            conn.execute("PRAGMA journal_mode=WAL")  # readers beside a writer from now on
+        with open(tmp, "rb+") as fh:
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+    with contextlib.suppress(OSError):  # the rename itself, on disk
+        dir_fd = os.open(path.parent, os.O_RDONLY)
+        try:
+            os.fsync(dir_fd)
+        finally:
+            os.close(dir_fd)
+
+
+def _insert(
+    conn: sqlite3.Connection,
+    first: int,
+    feats: np.ndarray,
+    paths: Sequence[str],
+    pids: np.ndarray,
+    camids: np.ndarray,
+    times: np.ndarray,
+) -> None:
+    conn.executemany(
+        "INSERT INTO items VALUES (?, ?, ?, ?, ?, ?)",
+        (
+            (first + i, str(p), int(pid), int(cam), None if math.isnan(t) else float(t),
+             np.ascontiguousarray(f, dtype=np.float32).tobytes())
+            for i, (p, pid, cam, t, f) in enumerate(zip(paths, pids, camids, times, feats))
+        ),
+    )  # fmt: skip
+
+
+class IndexFile:
+    """An open gallery index file (see the module docstring)."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        if not self.path.is_file():
+            raise IndexFileError(f"gallery index {self.path} does not exist")
+        with open(self.path, "rb") as fh:
+            magic = fh.read(16)
+        if magic != b"SQLite format 3\x00":
+            old = magic[:2] == b"PK"  # a zip: the .npz index of attnreid 0.1
+            hint = " (an index of attnreid 0.1, a .npz: build it again)" if old else ""
+            raise IndexFileError(f"{self.path} is not {INDEX_FILE}{hint}")
+        self.conn = _connect(self.path)
+        self._version: int | None = None
+
+    def _fail(self, fault: str) -> IndexFileError:
+        return IndexFileError(f"gallery index {self.path} is damaged: {fault}")
+
+    def header(self) -> dict[str, Any]:
+        """The header, checked: every key present with its type."""
+        try:
+            rows = dict(self.conn.execute("SELECT key, value FROM header").fetchall())
+            header = {k: json.loads(v) for k, v in rows.items()}
+        except (sqlite3.DatabaseError, json.JSONDecodeError, TypeError) as exc:
+            raise self._fail(f"unreadable header ({exc})") from None
+        for key, kind in _HEADER_TYPES.items():
+            if not isinstance(header.get(key), kind) or isinstance(header.get(key), bool):
+                raise self._fail(f"header key {key!r} is missing or not a {kind.__name__}")
+        if header["format"] != FORMAT or header["version"] != VERSION:
+            raise self._fail(f"format {header['format']!r} version {header['version']}")
+        return header
+
+    def check(self) -> None:
+        """SQLite's check of every page and index of the file."""
+        try:
+            result = self.conn.execute("PRAGMA quick_check").fetchone()[0]
+        except sqlite3.DatabaseError as exc:
+            raise self._fail(str(exc)) from None
+        if result != "ok":
+            raise self._fail(str(result).splitlines()[0])
+
+    def rows(self, start: int, dim: int) -> tuple[Any, ...]:
+        """``(features, paths, pids, camids, times)`` of the items with ``id >= start``."""
+        try:
+            got = self.conn.execute(
+                "SELECT id, path, pid, camid, time, feature FROM items WHERE id >= ? ORDER BY id",
+                (start,),
+            ).fetchall()
+        except sqlite3.DatabaseError as exc:
+            raise self._fail(f"unreadable rows ({exc})") from None
+        if not got:
+            return np.zeros((0, dim), np.float32), [], *(np.zeros(0, t) for t in _COLUMNS)
+        ids, paths, pids, camids, times, feats = zip(*got)
+        if ids[0] != start or ids[-1] != start + len(ids) - 1:
+            raise self._fail(f"item ids are not consecutive after {start}")
+        size = 4 * dim
+        bad = next((i for i, f in zip(ids, feats) if type(f) is not bytes or len(f) != size), None)
+        if bad is not None:
+            raise self._fail(f"item {bad}'s feature is not {dim} float32 values")
+        try:
+            features = np.frombuffer(b"".join(feats), np.float32).reshape(len(ids), dim)
+            columns = (
+                np.asarray(pids, np.int64),
+                np.asarray(camids, np.int64),
+                np.asarray([math.nan if t is None else t for t in times], np.float64),
+            )
+        except (TypeError, ValueError, OverflowError):
+            raise self._fail("a row holds values of the wrong type") from None
+        if not np.isfinite(features).all():
+            raise self._fail("a feature holds NaN or infinite values")
+        if not all(isinstance(p, str) and p for p in paths):
+            raise self._fail("a row has no image path")
+        return features.copy(), list(paths), *columns
+
+    def snapshot(self) -> tuple[int, Any] | None:
+        """``(rows, faiss index)`` of the stored snapshot, or None."""
+        try:
+            chunks = self.conn.execute("SELECT rows, data FROM snapshot ORDER BY chunk").fetchall()
+        except sqlite3.DatabaseError as exc:
+            raise self._fail(f"unreadable faiss snapshot ({exc})") from None
+        if not chunks:
+            return None
+        try:
+            blob = np.frombuffer(b"".join(c[1] for c in chunks), np.uint8)
+            return int(chunks[0][0]), faiss.deserialize_index(blob)
+        except (RuntimeError, TypeError, ValueError):
+            raise self._fail("the faiss snapshot does not deserialise") from None
+
+    def changed(self) -> bool:
+        """Whether another connection has written since the last call."""
+        version = self.conn.execute("PRAGMA data_version").fetchone()[0]
+        changed, self._version = version != self._version, version
+        return changed
+
+    def append(self, index: GalleryIndex, rows: tuple, catch_up: Any) -> int:
+        """Append ``rows`` (``features, paths, pids, camids, times``) in one durable
+        transaction; rows other writers appended first are handed to ``catch_up(start)``
+        inside it, so the new ids follow them. Returns the first new id."""
+        with _transaction(self.conn, self.path) as conn:
+            total = conn.execute("SELECT COUNT(*) FROM items").fetchone()[0]
+            if total > len(index):
+                catch_up(len(index))
+            first = len(index)
+            _insert(conn, first, *rows)
+        return first
+
+    def set_header(self, key: str, value: Any) -> None:
+        with _transaction(self.conn, self.path) as conn:
+            conn.execute("INSERT OR REPLACE INTO header VALUES (?, ?)", (key, json.dumps(value)))
+
+    def feature(self, item: int) -> np.ndarray:
+        row = self.conn.execute("SELECT feature FROM items WHERE id = ?", (item,)).fetchone()
+        return np.frombuffer(row[0], np.float32)
+
+    def close(self) -> None:
+        self.conn.close()
