@@ -183,7 +183,9 @@ def _zoo_file(shared: Path, dataset: str) -> Path:
 def test_registered_names() -> None:
     assert set(NAMES) <= set(list_models()) and set(NAMES) <= set(list_backbones())
     assert set(weights_module.IMAGENET_SOURCES) == set(list_backbones())
-    assert model_options("osnet_x0_25") == ["backbone", "last_stride"]
+    assert model_options("osnet_x0_25") == [
+        "backbone", "last_stride", "plugin", "rank_with", "input_size"  # plug-ins: issue 24
+    ]  # fmt: skip
 
 
 @pytest.mark.parametrize("name", NAMES)

@@ -9,6 +9,7 @@ temporary file may be left in the folder.
 
 from __future__ import annotations
 
+import gc
 import json
 from collections.abc import Callable
 from pathlib import Path
@@ -98,19 +99,35 @@ def test_feature_file(tmp_path, monkeypatch):
 
 
 def test_gallery_index(tmp_path, monkeypatch):
-    from attnreid.retrieval import GalleryIndex
+    """The file is written whole beside the previous one (``index_file.write``), which is
+    replaced only once it is complete, on disk."""
+    from attnreid.retrieval import GalleryIndex, index_file
 
     feats = np.random.default_rng(0).standard_normal((6, 8)).astype(np.float32)
     path = tmp_path / "out" / "gallery.index"
-    GalleryIndex.build(feats[:3], ["a", "b", "c"]).save(path)
-    before = path.read_bytes()
-    calls: list[str] = []
-    monkeypatch.setattr(np, "savez", _fail_midway(calls))
-    with pytest.raises(DiskFull):
-        GalleryIndex.build(feats, list("abcdef")).save(path)
-    _check_intact(path, before, calls)
-    monkeypatch.undo()
-    assert len(GalleryIndex.load(path)) == 3
+    for previous in (None, b"the previous, good file"):  # an index; another file
+        if previous is None:
+            GalleryIndex.build(feats[:3], ["a", "b", "c"]).save(path)
+            gc.collect()  # its connection closed: no -wal / -shm beside it
+        else:
+            _previous(path, previous)
+        before = path.read_bytes()
+        calls: list[str] = []
+        real = index_file._insert
+
+        def insert_midway(conn, first, rows, *columns, calls=calls, real=real):
+            calls.append("insert")
+            real(conn, first, rows[:2], *(c[:2] for c in columns))  # some rows, then
+            raise DiskFull("No space left on device (simulated)")
+
+        monkeypatch.setattr(index_file, "_insert", insert_midway)
+        with pytest.raises(DiskFull):
+            GalleryIndex.build(feats, list("abcdef")).save(path)
+        _check_intact(path, before, calls)
+        monkeypatch.undo()
+        if previous is None:
+            assert GalleryIndex.load(path).paths == ["a", "b", "c"]  # the previous, loadable
+            gc.collect()
 
 
 def test_onnx_export(tmp_path, monkeypatch):

@@ -317,7 +317,7 @@ CHECKPOINT = (
 )
 SAFETENSORS = "a readable safetensors file (the .safetensors weights written by attnreid train)"
 FEATURES = "a readable feature file (a .npz archive written by attnreid extract)"
-INDEX = "a readable gallery index (a .npz archive written by attnreid index build)"
+INDEX = "a readable gallery index (written by attnreid index build)"
 ONNX = "a readable ONNX model (a .onnx file written by attnreid export onnx)"
 
 #: 4 KiB of random bytes (fixed seed); torch would read the first one as a pickle opcode.
@@ -360,12 +360,37 @@ def _bad_file(tmp_path, name: str, kind: str):
         data = bytearray(_real_file(path))
         if kind == "truncated":
             del data[len(data) // 2 :]
+        elif path.suffix == ".index":  # an SQLite file: the type byte of the rows' page
+            data[_items_page_offset(path)] ^= 0xFF  # (the middle may be unused space)
         else:  # one byte flipped in the middle: the archive's checksum no longer matches
             data[len(data) // 2] ^= 0xFF
     else:
         data = {"text": b"hello\n", "random": RANDOM, "empty": b"", "zip": _zip_of_text()}[kind]
     path.write_bytes(data)
     return path
+
+
+def _items_page_offset(path) -> int:
+    """Where the index file's ``items`` table begins (its root page's header)."""
+    import gc
+    import sqlite3
+    from contextlib import closing
+
+    gc.collect()  # the index that wrote it closed
+    with closing(sqlite3.connect(path)) as db:
+        root = db.execute("SELECT rootpage FROM sqlite_master WHERE name = 'items'").fetchone()
+        return (root[0] - 1) * db.execute("PRAGMA page_size").fetchone()[0]
+
+
+def _expected_error(what: str, path, kind: str, expected: str) -> str:
+    """The message for a bad file. The gallery index (an SQLite file) names the file first,
+    and says what is damaged in a file that is one; a zip may be a 0.1 index (a .npz)."""
+    if what != "gallery index":
+        return f"{what} {path} is {'empty, not' if kind == 'empty' else 'not'} {expected}"
+    if kind in ("damaged", "truncated"):
+        return f"gallery index {path} is damaged: database disk image is malformed"
+    hint = " (an index of attnreid 0.1, a .npz: build it again)" if kind == "zip" else ""
+    return f"{path} is not {expected}{hint}"
 
 
 def _argv(option: str, path, tmp_path) -> list[str]:
@@ -385,6 +410,7 @@ def _argv(option: str, path, tmp_path) -> list[str]:
 
 _CKPT_KINDS = ("text", "random", "empty", "zip", "truncated")
 _KINDS = ("random", "text", "empty")
+_INDEX_KINDS = (*_KINDS, "damaged", "zip", "truncated")
 #: (option, file name, kinds of bad content, what the message calls the file, what it expects)
 FILE_OPTIONS = [
     ("eval --checkpoint", "model.ckpt", _CKPT_KINDS, "checkpoint", CHECKPOINT),
@@ -393,7 +419,7 @@ FILE_OPTIONS = [
     ("viz cmc --features", "features.npz", (*_KINDS, "damaged"), "feature file", FEATURES),
     ("viz ranks --features", "features.npz", _KINDS, "feature file", FEATURES),
     ("search --index", "gallery.index", _KINDS, "gallery index", INDEX),
-    ("index info", "gallery.index", (*_KINDS, "damaged", "zip"), "gallery index", INDEX),
+    ("index info", "gallery.index", _INDEX_KINDS, "gallery index", INDEX),
     ("extract --onnx", "model.onnx", _KINDS, "ONNX model", ONNX),
     ("index build --onnx", "model.onnx", _KINDS, "ONNX model", ONNX),
 ]
@@ -408,9 +434,8 @@ PARAMS = ("option", "name", "kind", "what", "expected")
 @pytest.mark.parametrize(PARAMS, BAD_FILES)
 def test_file_of_the_wrong_kind(capsys, tmp_path, option, name, kind, what, expected):
     path = _bad_file(tmp_path, name, kind)
-    state = "empty, not" if kind == "empty" else "not"
     msg = cli_error(capsys, *_argv(option, path, tmp_path))
-    assert msg == f"{what} {path} is {state} {expected}"
+    assert msg == _expected_error(what, path, kind, expected)
 
 
 @pytest.mark.parametrize(PARAMS, BAD_FILES)

@@ -61,7 +61,10 @@ def test_round_trip_build_add_search_save_load(tmp_path, metric):
     again.add(gallery(3, seed=9), ["c/0.jpg", "c/1.jpg", "c/2.jpg"])  # incremental after loading
     again.save(path)
     assert len(GalleryIndex.load(path)) == 83
-    assert [p.name for p in tmp_path.iterdir()] == ["g.index"]  # no temporary file left
+    # no temporary file left (SQLite's own -wal and -shm live while the file is open)
+    assert [p.name for p in tmp_path.iterdir() if not p.name.endswith(("-wal", "-shm"))] == [
+        "g.index"
+    ]
 
 
 @pytest.mark.parametrize(("kind", "params"), [("ivf", {"nprobe": 64}), ("hnsw", {"hnsw_m": 16})])
@@ -137,15 +140,88 @@ def test_errors(tmp_path):
 
 
 def test_a_failed_save_keeps_the_previous_file(tmp_path, monkeypatch):
+    from attnreid.retrieval import index_file
+
     path = GalleryIndex.build(gallery(4), list("abcd")).save(tmp_path / "g.index")
     before = path.read_bytes()
     bigger = GalleryIndex.build(gallery(6), list("abcdef"))
+    real = index_file._insert
 
-    def boom(fh, **arrays):
-        fh.write(b"half")
+    def boom(conn, first, feats, *columns):
+        real(conn, first, feats[:2], *(c[:2] for c in columns))  # part of the rows, then
         raise OSError("disk full")
 
-    monkeypatch.setattr(np, "savez", boom)
+    monkeypatch.setattr(index_file, "_insert", boom)
     with pytest.raises(OSError, match="disk full"):
         bigger.save(path)
-    assert path.read_bytes() == before and [p.name for p in tmp_path.iterdir()] == ["g.index"]
+    assert path.read_bytes() == before
+    assert [p.name for p in tmp_path.iterdir() if not p.name.endswith(("-wal", "-shm"))] == [
+        "g.index"
+    ]  # no temporary file
+    monkeypatch.undo()
+    assert GalleryIndex.load(path).paths == list("abcd")
+
+
+def test_saving_over_an_open_index_replaces_it_whole(tmp_path):
+    """``save`` over an index file that is open and has appended rows (in SQLite's log, the
+    ``-wal``) gives exactly the new index: the new file is never paired with the old log."""
+    path = GalleryIndex.build(gallery(50, seed=1), [f"a{i}" for i in range(50)]).save(
+        tmp_path / "g.index"
+    )
+    reader = GalleryIndex.load(path)
+    opened = GalleryIndex.load(path)
+    opened.add(gallery(30, seed=2), [f"b{i}" for i in range(30)])  # committed to the log
+    new = GalleryIndex.build(gallery(5, seed=3), [f"c{i}" for i in range(5)], info={"x": 1})
+    new.save(path)
+    again = GalleryIndex.load(path)
+    assert (again.paths, again.info) == ([f"c{i}" for i in range(5)], {"x": 1})
+    np.testing.assert_allclose(
+        np.stack([again.vector(i) for i in range(5)]), np.stack([new.vector(i) for i in range(5)])
+    )
+    assert reader.refresh() and reader.info == {"x": 1}  # the open ones see the new file
+
+
+@pytest.mark.parametrize("metric", ["cosine", "euclidean"])
+def test_filtered_search_pages_equal_brute_force(tmp_path, metric):
+    """A flat index, filtered by cameras and a time window (unknown times fall outside it) and
+    with one item left out, page after page: the ranking numpy gives the filtered gallery, and
+    ``count`` its size."""
+    rng = np.random.default_rng(3)
+    n = 400
+    feats = gallery(n, seed=4)
+    camids = rng.integers(0, 6, n)
+    times = rng.uniform(0, 100, n)
+    times[rng.random(n) < 0.1] = np.nan
+    index = GalleryIndex.build(feats, [f"{i}.jpg" for i in range(n)], camids=camids, times=times,
+                               metric=metric)  # fmt: skip
+    index = GalleryIndex.load(index.save(tmp_path / "g.index"))
+    query, left_out = gallery(1, seed=5), 17
+    d = compute_distance(torch.from_numpy(query), torch.from_numpy(feats), metric).numpy()[0]
+    filters = {"cameras": [1, 4, 5], "time_from": 20.0, "time_to": 75.0, "exclude": left_out}
+    keep = np.isin(camids, [1, 4, 5]) & (times >= 20) & (times <= 75)
+    keep[left_out] = False
+    order = [int(i) for i in np.argsort(d, kind="stable") if keep[i]]
+    assert index.count(**filters) == keep.sum() == len(order) and 20 < len(order) < n / 2
+    for offset in range(0, len(order) + 10, 10):
+        hits = index.search(query, 10, offset=offset, **filters)[0]
+        assert [h.id for h in hits] == order[offset : offset + 10]
+        assert [h.rank for h in hits] == list(range(offset + 1, offset + 1 + len(hits)))
+        np.testing.assert_allclose([h.distance for h in hits], d[order[offset : offset + 10]],
+                                   atol=1e-4)  # fmt: skip
+    assert index.count() == n and index.count(cameras=[7]) == 0
+    assert index.search(query, 5, cameras=[7]) == [[]]
+
+
+def test_an_append_to_a_file_written_anew_meanwhile_is_refused(tmp_path):
+    """A server holds the index open; ``index build -o`` writes a smaller one in its place; the
+    server's next addition is refused (its id would leave a gap: a file no one could open) and
+    the new file stays whole."""
+    path = GalleryIndex.build(gallery(50, seed=1), [f"a{i}" for i in range(50)]).save(
+        tmp_path / "g.index"
+    )
+    server = GalleryIndex.load(path)
+    GalleryIndex.build(gallery(5, seed=2), [f"c{i}" for i in range(5)]).save(path)
+    with pytest.raises(AttnReidError, match=rf"^gallery index {path} was written anew by another "
+                       r"process \(5 rows, 50 here\): open it again$"):  # fmt: skip
+        server.add(gallery(1, seed=3), ["new"])
+    assert GalleryIndex.load(path).paths == [f"c{i}" for i in range(5)]

@@ -53,9 +53,8 @@ from attnreid.utils.distance import DISTANCE_METRICS
 __all__ = ["INDEX_KINDS", "GalleryIndex", "SearchHit"]
 
 INDEX_KINDS = ("flat", "ivf", "hnsw")
+EXACT_FILTER = 100_000  # a filter keeping at most this many items is searched exactly
 FORMAT_VERSION = 1
-#: What ``--index`` expects, as the message for another kind of file says it.
-INDEX_FILE = "a readable gallery index (a .npz archive written by attnreid index build)"
 
 
 @dataclass
@@ -320,16 +319,26 @@ class GalleryIndex:
         else:
             bits = np.packbits(keep, bitorder="little")
             selector = faiss.IDSelectorBitmap(len(keep), faiss.swig_ptr(bits))
-            scores, idx = self.faiss.search(q, k, params=self._search_params(selector))
+            index, params = self._filtered(selector, int(keep.sum()))
+            scores, idx = index.search(q, k, params=params)
         dist = 1.0 - scores if self.metric == "cosine" else np.maximum(scores, 0)
         return dist[:, offset:].astype(np.float32), idx[:, offset:].astype(np.int64)
 
-    def _search_params(self, selector: Any) -> Any:
+    def _filtered(self, selector: Any, kept: int) -> tuple[Any, Any]:
+        """The faiss index and parameters of a filtered search. A filter that keeps few items
+        (at most :data:`EXACT_FILTER` of them, or a tenth of the gallery) is searched exactly
+        — the approximate indexes miss most of the few neighbours it leaves: an ``ivf`` index
+        scans every cell (only the kept items' distances are computed), an ``hnsw`` index its
+        flat storage — which is also faster than walking a graph of mostly excluded nodes."""
+        few = kept <= max(EXACT_FILTER, len(self) // 10)
         if self.kind == "ivf":
-            return faiss.SearchParametersIVF(sel=selector, nprobe=self.faiss.nprobe)
-        if self.kind == "hnsw":
-            return faiss.SearchParametersHNSW(sel=selector, efSearch=self.faiss.hnsw.efSearch)
-        return faiss.SearchParameters(sel=selector)
+            nprobe = self.faiss.nlist if few else self.faiss.nprobe
+            return self.faiss, faiss.SearchParametersIVF(sel=selector, nprobe=nprobe)
+        if self.kind == "hnsw" and not few:
+            ef = self.faiss.hnsw.efSearch
+            return self.faiss, faiss.SearchParametersHNSW(sel=selector, efSearch=ef)
+        flat = faiss.downcast_index(self.faiss.storage) if self.kind == "hnsw" else self.faiss
+        return flat, faiss.SearchParameters(sel=selector)
 
     def item(self, i: int) -> SearchHit:
         """Item ``i`` (no rank or distance); ``IndexError`` outside ``0 .. len - 1``."""
@@ -428,8 +437,9 @@ class GalleryIndex:
         file.check()
         header = file.header()
         params = header["params"]
-        if set(params) - {"nlist", "nprobe", "hnsw_m", "ef_search"}:
-            raise file._fail(f"unknown index parameters {sorted(params)}")
+        unknown = set(params) - {"nlist", "nprobe", "hnsw_m", "ef_search"}
+        if unknown:
+            raise file._fail(f"unknown index parameters {sorted(unknown)}")
         try:
             index = cls(header["dim"], metric=header["metric"], kind=header["kind"],
                         info=header["info"], **params)  # fmt: skip

@@ -64,6 +64,16 @@ _HEADER_TYPES = {
 
 
 _COLUMNS = (np.int64, np.int64, np.float64)  # pids, camids, times
+#: What reading a damaged file raises: SQLite's errors, and UnicodeDecodeError when the message
+#: of one quotes damaged text (a schema's SQL) that Python cannot decode.
+_DB_FAULTS = (sqlite3.DatabaseError, UnicodeDecodeError)
+
+
+def _fault(exc: Exception) -> str:
+    """The line of one of :data:`_DB_FAULTS`."""
+    if isinstance(exc, UnicodeDecodeError):
+        return "malformed database schema (text that is not UTF-8)"
+    return str(exc)
 
 
 class IndexFileError(AttnReidError):
@@ -74,7 +84,11 @@ def _connect(path: Path) -> sqlite3.Connection:
     conn = sqlite3.connect(
         path, isolation_level=None, check_same_thread=False, timeout=BUSY_MS / 1e3
     )
-    conn.execute("PRAGMA synchronous=FULL")
+    try:
+        conn.execute("PRAGMA synchronous=FULL")
+    except BaseException:
+        conn.close()
+        raise
     return conn
 
 
@@ -94,7 +108,8 @@ def _transaction(conn: sqlite3.Connection, path: Path) -> Iterator[sqlite3.Conne
 
 def write(path: str | Path, index: GalleryIndex, features: np.ndarray) -> None:
     """Write ``index`` (its rows' vectors: ``features``) as a new file at ``path``, atomically:
-    into a temporary file beside it, then renamed over it."""
+    into a temporary file beside it, then renamed over it, or, over an index file (which other
+    connections may have open), copied into it in one transaction (:func:`_copy_into`)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
@@ -120,7 +135,8 @@ def write(path: str | Path, index: GalleryIndex, features: np.ndarray) -> None:
             conn.execute("PRAGMA journal_mode=WAL")  # readers beside a writer from now on
         with open(tmp, "rb+") as fh:
             os.fsync(fh.fileno())
-        os.replace(tmp, path)
+        if not _copy_into(tmp, path):
+            os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
@@ -131,6 +147,24 @@ def write(path: str | Path, index: GalleryIndex, features: np.ndarray) -> None:
             os.fsync(dir_fd)
         finally:
             os.close(dir_fd)
+
+
+def _copy_into(src: str, path: Path) -> bool:
+    """Replace the content of the index file at ``path``, if there is one, by ``src``'s, in one
+    transaction of ``path`` (SQLite's backup), and remove ``src``; False when ``path`` is not an
+    SQLite file. Renaming a new file over an index that is open would pair its ``-wal`` and
+    ``-shm`` (named after the path) with the new file: the connections of the old file would
+    write into the new one's log, and its committed frames be read as the new file's pages."""
+    try:
+        with open(path, "rb") as fh:
+            if fh.read(16) != b"SQLite format 3\x00":
+                return False
+        with contextlib.closing(sqlite3.connect(src)) as s, contextlib.closing(_connect(path)) as d:
+            s.backup(d)
+    except (OSError, sqlite3.DatabaseError):  # none there, or damaged: replaced whole
+        return False
+    os.unlink(src)
+    return True
 
 
 def _insert(
@@ -165,7 +199,10 @@ class IndexFile:
             old = magic[:2] == b"PK"  # a zip: the .npz index of attnreid 0.1
             hint = " (an index of attnreid 0.1, a .npz: build it again)" if old else ""
             raise IndexFileError(f"{self.path} is not {INDEX_FILE}{hint}")
-        self.conn = _connect(self.path)
+        try:  # the first statement reads the schema: a damaged one fails here
+            self.conn = _connect(self.path)
+        except _DB_FAULTS as exc:
+            raise self._fail(_fault(exc)) from None
         self._version: int | None = None
 
     def _fail(self, fault: str) -> IndexFileError:
@@ -176,7 +213,7 @@ class IndexFile:
         try:
             rows = dict(self.conn.execute("SELECT key, value FROM header").fetchall())
             header = {k: json.loads(v) for k, v in rows.items()}
-        except (sqlite3.DatabaseError, json.JSONDecodeError, TypeError) as exc:
+        except (*_DB_FAULTS, json.JSONDecodeError, TypeError) as exc:
             raise self._fail(f"unreadable header ({exc})") from None
         for key, kind in _HEADER_TYPES.items():
             if not isinstance(header.get(key), kind) or isinstance(header.get(key), bool):
@@ -189,10 +226,11 @@ class IndexFile:
         """SQLite's check of every page and index of the file."""
         try:
             result = self.conn.execute("PRAGMA quick_check").fetchone()[0]
-        except sqlite3.DatabaseError as exc:
-            raise self._fail(str(exc)) from None
-        if result != "ok":
-            raise self._fail(str(result).splitlines()[0])
+        except _DB_FAULTS as exc:
+            raise self._fail(_fault(exc)) from None
+        if result != "ok":  # the first fault, without the "*** in database main ***" line
+            faults = [x for x in str(result).splitlines() if x and not x.startswith("***")]
+            raise self._fail(faults[0] if faults else str(result))
 
     def rows(self, start: int, dim: int) -> tuple[Any, ...]:
         """``(features, paths, pids, camids, times)`` of the items with ``id >= start``."""
@@ -201,7 +239,7 @@ class IndexFile:
                 "SELECT id, path, pid, camid, time, feature FROM items WHERE id >= ? ORDER BY id",
                 (start,),
             ).fetchall()
-        except sqlite3.DatabaseError as exc:
+        except _DB_FAULTS as exc:
             raise self._fail(f"unreadable rows ({exc})") from None
         if not got:
             return np.zeros((0, dim), np.float32), [], *(np.zeros(0, t) for t in _COLUMNS)
@@ -231,7 +269,7 @@ class IndexFile:
         """``(rows, faiss index)`` of the stored snapshot, or None."""
         try:
             chunks = self.conn.execute("SELECT rows, data FROM snapshot ORDER BY chunk").fetchall()
-        except sqlite3.DatabaseError as exc:
+        except _DB_FAULTS as exc:
             raise self._fail(f"unreadable faiss snapshot ({exc})") from None
         if not chunks:
             return None
@@ -253,6 +291,11 @@ class IndexFile:
         inside it, so the new ids follow them. Returns the first new id."""
         with _transaction(self.conn, self.path) as conn:
             total = conn.execute("SELECT COUNT(*) FROM items").fetchone()[0]
+            if total < len(index):  # written anew meanwhile (index build, save): ids would gap
+                raise IndexFileError(
+                    f"gallery index {self.path} was written anew by another process ({total} "
+                    f"rows, {len(index)} here): open it again"
+                )
             if total > len(index):
                 catch_up(len(index))
             first = len(index)

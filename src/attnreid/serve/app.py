@@ -103,6 +103,9 @@ def _decode(data: bytes, name: str, max_pixels: int) -> tuple[Image.Image, str]:
     try:
         with Image.open(io.BytesIO(data), formats=list(IMAGE_TYPES)) as probe:
             kind = probe.format or ""
+    except Image.DecompressionBombError:  # read_image refuses it, in one line
+        read_image(io.BytesIO(data), max_pixels=max_pixels, name=name, formats=list(IMAGE_TYPES))
+        raise
     except (UnidentifiedImageError, OSError, ValueError):
         raise ApiError(
             400, f"not an image of an accepted format ({', '.join(IMAGE_TYPES)}): {name}"
@@ -248,9 +251,10 @@ def create_app(
         camera: int | None = Query(None, ge=1, le=MAX_CAMERA),
     ) -> dict[str, Any]:
         store.refresh()
-        ids = np.arange(len(store))
-        if camera is not None:
-            ids = ids[store.index.meta.camids[: len(ids)] == camera - 1]
+        with store.lock:  # not half an addition: its path without its camera
+            ids = np.arange(len(store))
+            if camera is not None:
+                ids = ids[store.index.meta.camids[: len(ids)] == camera - 1]
         page_ids = ids[offset : offset + limit]
         return {"total": int(ids.size), "items": [shown(store.item(int(i))) for i in page_ids]}
 

@@ -106,18 +106,25 @@ class Guard:
         if scope["method"] == "OPTIONS" and cors:
             allow = (b"access-control-allow-headers", b"authorization, content-type")
             return await _reply(send, 204, "", [*cors, allow])
-        seen, started = 0, False
+        seen, started, over = 0, False, False
+        too_large = f"request body over the limit of {self.max_body:,} bytes"
 
         async def counted() -> dict:
-            nonlocal seen
+            nonlocal seen, over
             message = await receive()
             seen += len(message.get("body", b""))
             if seen > self.max_body:
+                over = True
                 raise _TooLarge
             return message
 
         async def sending(message: dict) -> None:
             nonlocal started
+            if over:  # the app's answer to the body it could not read (FastAPI's form parser
+                if not started:  # turns any error into a 400): the 413 instead
+                    started = True
+                    await _reply(send, 413, too_large)
+                return
             if message["type"] == "http.response.start":
                 started = True
                 message = {**message, "headers": [*message.get("headers", []), *cors]}
@@ -127,4 +134,4 @@ class Guard:
             await self.app(scope, counted, sending)
         except _TooLarge:
             if not started:
-                await _reply(send, 413, f"request body over the limit of {self.max_body:,} bytes")
+                await _reply(send, 413, too_large)
