@@ -10,6 +10,14 @@ Writing (adding crops) needs the token when one is set (``Authorization: Bearer 
 Without a token the server only writes when it listens on a loopback address; on any other
 address it refuses to start unless ``--read-only``. Put it behind a TLS reverse proxy to reach
 it from other machines (README: "Deploying the search service").
+
+One CPU thread runs the network by default (``--threads 1``): the forwards of concurrent
+searches are batched in one thread, and the other cores decode uploads and answer requests.
+More threads made OSNet's forward slower here, not faster, once it runs outside the thread
+that loaded the model (as a server's must): two 256x128 images took 24 ms on one thread and
+72-80 ms on two on this 2-core machine (28 ms on two when no other thread had run torch
+first; our reading: OpenMP's fork and join in each of its many small layers, whose workers
+wait by sleeping once two thread teams exist). ``benchmarks/bench_serve.py`` measures both.
 """
 
 from __future__ import annotations
@@ -22,6 +30,7 @@ from typing import Any
 
 from attnreid.cli.options import add_model_args, add_verdict_args, load_index_model, verdicts
 from attnreid.errors import ConfigError
+from attnreid.utils.checks import positive_int
 
 
 def register(sub: Any) -> None:
@@ -47,12 +56,15 @@ def register(sub: Any) -> None:
     p.add_argument("--max-batch", type=int, default=8, help="forwards batched (default 8)")
     p.add_argument("--batch-wait-ms", type=float, default=2.0,
                    help="how long a forward waits to batch with others (default 2)")  # fmt: skip
+    p.add_argument("--threads", type=int, default=1,
+                   help="CPU threads of the network (default 1)")  # fmt: skip
     p.add_argument("--max-pending", type=int, default=16,
                    help="searches / additions in progress before 503 (default 16)")  # fmt: skip
     p.set_defaults(func=cmd_serve)
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
+    import torch
     import uvicorn
 
     from attnreid.serve import GalleryStore, create_app
@@ -67,6 +79,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
         )
     if args.token is not None and len(args.token) < 16:
         raise ConfigError("--token must be at least 16 characters (e.g. openssl rand -hex 16)")
+    positive_int(args.threads, "--threads")
+    torch.set_num_threads(args.threads)  # before the model runs anything
     store = GalleryStore(args.index)
     extractor = load_index_model(args, store.index)
     judge = verdicts(args, store.index)
@@ -92,7 +106,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
         max_pending=args.max_pending,
     )
     family = socket.AF_INET6 if ":" in args.host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
+    # IPPROTO_TCP named, so that asyncio sets TCP_NODELAY on every connection (it skips a socket
+    # of protocol 0): otherwise a keep-alive answer's body waits for the client's delayed ACK
+    # of its headers, 40 ms a request (measured: GET /api/info 44 ms instead of 4)
+    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     try:
         sock.bind((args.host, args.port))
