@@ -113,8 +113,15 @@ def test_added_crop_is_saved_and_found(client, tiny_synth):
     http, store, _ = client
     new = sorted((tiny_synth / "query").iterdir())[-1]
     n = len(store)
+    before = http.get("/api/info").json()
     added = _post(http, "/api/crops", new, name=new.name, camera=2, time=12.5).json()
     assert (added["id"], added["camera"], added["time"]) == (n, 2, 12.5)
+    info = http.get("/api/info").json()  # the summary follows the added row
+    assert info["size"] == n + 1 and info["cameras"] == sorted({*before["cameras"], 2})
+    m = store.index.meta
+    times = m.times[np.isfinite(m.times)]
+    assert info["time_range"] == [float(times.min()), float(times.max())]
+    assert max(info["time_range"]) >= 12.5
     on_disk = GalleryIndex.load(store.path)  # acknowledged = written
     stored = on_disk.resolve(on_disk.paths[n])  # beside the index, named relative to it
     assert len(on_disk) == n + 1 and stored.read_bytes() == new.read_bytes()

@@ -42,7 +42,8 @@ def register(sub: Any) -> None:
         help="flat = exact (default); ivf / hnsw = approximate, for millions of crops",
     )
     b.add_argument("--nlist", type=int, default=None, help="ivf: cells (default 4 sqrt(N))")
-    b.add_argument("--nprobe", type=int, default=16, help="ivf: cells searched (default 16)")
+    b.add_argument("--nprobe", type=int, default=None,
+                   help="ivf: cells searched (default: a sixteenth, at least 16)")  # fmt: skip
     b.add_argument("--hnsw-m", type=int, default=32, help="hnsw: links per node (default 32)")
     b.add_argument("--batch-size", type=int, default=None, help="images per forward pass")
     b.add_argument("--workers", type=int, default=None, help="data loading processes")

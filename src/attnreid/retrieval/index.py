@@ -13,7 +13,8 @@ evaluation does. (A model with its own ``compute_distance``, such as DuATM's seq
 is searched with the configured metric on its features: faiss cannot run the model.)
 
 **Kinds.** ``"flat"`` (default) is exact brute force. ``"ivf"`` (inverted lists over ``nlist``
-k-means cells, ``nprobe`` of them searched; trained on the first batch of features) and
+k-means cells, default ``4 sqrt(N)``, trained on the first batch of features with at most 64
+points a cell; ``nprobe`` of them searched, default a sixteenth and at least 16) and
 ``"hnsw"`` (a graph with ``hnsw_m`` links per node, ``ef_search`` candidates) are approximate
 and much faster on large galleries (``benchmarks/bench_million.py`` measures them).
 
@@ -128,7 +129,7 @@ class GalleryIndex:
         metric: str = "cosine",
         kind: str = "flat",
         nlist: int | None = None,
-        nprobe: int = 16,
+        nprobe: int | None = None,
         hnsw_m: int = 32,
         ef_search: int = 128,
         info: dict[str, Any] | None = None,
@@ -182,8 +183,10 @@ class GalleryIndex:
         nlist = max(1, min(int(nlist), n // 39 or 1))  # faiss wants >= 39 points per cell
         self.params["nlist"] = nlist
         index = faiss.IndexIVFFlat(flat, d, nlist, metric)  # the flat index quantises
+        index.cp.max_points_per_centroid = 64  # k-means on <= 64 points a cell: 4x faster
         index.train(first)
-        index.nprobe = min(int(self.params["nprobe"]), nlist)
+        self.params["nprobe"] = min(int(self.params["nprobe"] or max(16, nlist // 16)), nlist)
+        index.nprobe = self.params["nprobe"]
         index.make_direct_map()  # reconstruct(i): the stored vector of an item
         return index
 
@@ -288,7 +291,12 @@ class GalleryIndex:
         if not cameras and time_from is None and time_to is None and exclude is None:
             return None
         m = self.meta
-        keep = np.isin(m.camids, np.asarray(cameras)) if cameras else np.ones(len(self), bool)
+        if cameras:  # a lookup table: 4x faster than np.isin on a million items
+            table = np.zeros(max(int(np.max(m.camids, initial=0)), *cameras) + 2, bool)
+            table[[c for c in cameras if c >= 0]] = True
+            keep = table[m.camids]  # camid -1 (unknown) reads the last entry: False
+        else:
+            keep = np.ones(len(self), bool)
         if time_from is not None:
             keep &= m.times >= time_from
         if time_to is not None:

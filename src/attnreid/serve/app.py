@@ -230,12 +230,11 @@ def create_app(
     @app.get("/api/info")
     def info() -> dict[str, Any]:
         store.refresh()
-        times = store.index.meta.times
-        finite = times[np.isfinite(times)]
+        cameras, times = store.summary()
         return {
             "size": len(store),
-            "cameras": [c + 1 for c in store.cameras],
-            "time_range": [float(finite.min()), float(finite.max())] if finite.size else None,
+            "cameras": [c + 1 for c in cameras],
+            "time_range": list(times) if times else None,
             "model": store.index.info.get("model"),
             "metric": store.index.metric,
             "verdicts": verdicts.describe,

@@ -43,6 +43,7 @@ class GalleryStore:
         self.crops_dir = self.path.with_name(self.path.name + ".crops")
         self.lock = threading.RLock()
         self.removed_orphans = self._remove_orphans()
+        self._seen, self._cameras, self._times = 0, set(), (np.inf, -np.inf)
 
     def __len__(self) -> int:
         return len(self.index)
@@ -52,9 +53,27 @@ class GalleryStore:
         with self.lock:
             self.index.refresh()
 
+    def summary(self) -> tuple[list[int], tuple[float, float] | None]:
+        """``(cameras, (first, last time) or None)`` of the gallery, kept up to date from the
+        rows added since the last call: ``GET /api/info`` does not scan a million items."""
+        with self.lock:
+            m, n = self.index.meta, len(self.index)
+            if n < self._seen:  # the file was written anew: start again
+                self._seen, self._cameras, self._times = 0, set(), (np.inf, -np.inf)
+            if n > self._seen:
+                cams, times = m.camids[self._seen : n], m.times[self._seen : n]
+                self._cameras.update(int(c) for c in np.unique(cams[cams >= 0]))
+                finite = times[np.isfinite(times)]
+                if finite.size:
+                    lo, hi = self._times
+                    self._times = (min(lo, float(finite.min())), max(hi, float(finite.max())))
+                self._seen = n
+            lo, hi = self._times
+            return sorted(self._cameras), ((lo, hi) if lo <= hi else None)
+
     @property
     def cameras(self) -> list[int]:
-        return sorted({int(c) for c in self.index.meta.camids if c >= 0})
+        return self.summary()[0]
 
     def item(self, item_id: int) -> SearchHit:
         """Item ``item_id`` (``KeyError`` when there is none)."""
