@@ -53,7 +53,7 @@ WEIGHTS = SHARED / "weights" / "osnet_x0_25" / "osnet_x0_25_msmt17.pth"
 PARTS = ("parse", "decode", "preprocess", "forward", "search", "respond")
 
 
-def _checkpoint(folder: Path) -> Path:
+def osnet_checkpoint(folder: Path) -> Path:
     """An attnreid checkpoint of OSNet x0.25 (zoo weights when present), untrained here."""
     pretrained = str(WEIGHTS) if WEIGHTS.is_file() else "none"
     cfg = load_config("osnet_x0_25_cuhk01_cpu", [f"model.pretrained={pretrained}"])
@@ -91,7 +91,7 @@ def _free_port() -> int:
 
 def build_gallery(folder: Path, size: int, kind: str = "flat") -> tuple[Path, Path, list[Path]]:
     """``(index file, checkpoint, crops)``: ``size`` items around the features of real crops."""
-    ckpt = _checkpoint(folder)
+    ckpt = osnet_checkpoint(folder)
     crops = _crops(folder)
     extractor = attnreid.load(ckpt, device="cpu")
     base = extractor([Image.open(c).convert("RGB") for c in crops])

@@ -33,8 +33,8 @@ import torch
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from benchmarks.bench_serve import SHARED, _checkpoint  # noqa: E402
-from tests.retrieval.test_deploy import IMAGENET_MEAN, IMAGENET_STD, boxmot_features  # noqa: E402
+from benchmarks.bench_serve import SHARED, osnet_checkpoint  # noqa: E402
+from tests.retrieval.test_deploy import boxmot_features, boxmot_input  # noqa: E402
 
 import attnreid  # noqa: E402
 from attnreid.cli.main import main as cli  # noqa: E402
@@ -67,7 +67,7 @@ def main() -> int:
         return 2
     crops = [cv2.imread(str(f)) for f in files[:: max(1, len(files) // args.crops)][: args.crops]]
     with tempfile.TemporaryDirectory() as tmp:
-        ckpt = _checkpoint(Path(tmp))
+        ckpt = osnet_checkpoint(Path(tmp))
         onnx = Path(tmp) / "osnet.onnx"
         assert cli(["export", "onnx", "--checkpoint", str(ckpt), "-o", str(onnx)]) == 0
         extractor = attnreid.load(ckpt, device="cpu")
@@ -75,13 +75,9 @@ def main() -> int:
         print(f"{len(crops)} CUHK01 crops, OSNet x0.25 (MSMT17 weights) at 256x128, measured here")
         print(f"ONNX route (BoxMOT's ONNX preprocessing) vs attnreid eval's features: "
               f"{_cos(boxmot_features(onnx, crops), with_flip)}")  # fmt: skip
-        h, w = extractor.size
-        x = np.stack([cv2.resize(c, (w, h), interpolation=cv2.INTER_LINEAR)[:, :, ::-1]
-                      for c in crops])  # fmt: skip
-        x = ((x.astype(np.float32) / 255.0 - IMAGENET_MEAN) / IMAGENET_STD).transpose(0, 3, 1, 2)
         extractor.flip = False
-        with torch.no_grad():
-            pt_route = extractor.forward(torch.from_numpy(np.ascontiguousarray(x))).numpy()
+        x = torch.from_numpy(boxmot_input(crops, *extractor.size))
+        pt_route = extractor.forward(x).numpy()  # forward runs without gradients
         print(f"torchreid route (no flip, cv2 resize) vs FeatureExtractor without flip: "
               f"{_cos(pt_route, extractor(crops, channels='BGR'))}")  # fmt: skip
         print(f"torchreid route vs attnreid eval's features (with flip): "

@@ -82,3 +82,39 @@ def test_in_memory_crops_of_the_wrong_form(indexed):
         extractor([torch.zeros(64, 32, 3)])
     with pytest.raises(ConfigError, match=r"^channels must be one of"):
         extractor([np.zeros((64, 32, 3), np.uint8)], channels="bgr")
+
+
+def test_serve_threads_must_be_positive(capsys, indexed):
+    _, _, index, _ = indexed
+    assert cli_error(capsys, "serve", "--index", index, "--threads", "0") == (
+        "--threads must be a positive integer, got 0"
+    )
+
+
+def test_served_connections_have_tcp_nodelay():
+    """asyncio (under uvicorn) sets TCP_NODELAY only on connections of an IPPROTO_TCP socket;
+    without it each keep-alive answer waits ~40 ms for a delayed ACK."""
+    import asyncio
+    import socket
+
+    from attnreid.cli.serve import listening_socket
+
+    async def accept_one() -> int:
+        listener = listening_socket("127.0.0.1", 0)
+        seen: asyncio.Future = asyncio.get_running_loop().create_future()
+
+        class Probe(asyncio.Protocol):
+            def connection_made(self, transport: asyncio.BaseTransport) -> None:
+                sock = transport.get_extra_info("socket")
+                seen.set_result(sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY))
+                transport.close()
+
+        server = await asyncio.get_running_loop().create_server(Probe, sock=listener)
+        _, writer = await asyncio.open_connection(*listener.getsockname())
+        try:
+            return await asyncio.wait_for(seen, 10)
+        finally:
+            writer.close()
+            server.close()
+
+    assert asyncio.run(accept_one()) != 0

@@ -19,21 +19,28 @@ IMAGENET_MEAN = np.array([0.485, 0.456, 0.406], np.float32)
 IMAGENET_STD = np.array([0.229, 0.224, 0.225], np.float32)
 
 
-def boxmot_features(onnx_file: Path, crops_bgr: list[np.ndarray]) -> np.ndarray:
-    """BoxMOT's ONNX re-ID pipeline as its documentation and source describe it, written here
-    from that description: each BGR crop resized with cv2 (INTER_LINEAR) to the graph's H x W,
-    BGR -> RGB, / 255, ImageNet mean / std, float32 NCHW with a dynamic batch; the first
-    output, L2-normalised."""
+def boxmot_input(crops_bgr: list[np.ndarray], h: int, w: int) -> np.ndarray:
+    """BoxMOT's re-ID preprocessing as its documentation and source describe it, written here
+    from that description: each BGR crop resized with cv2 (INTER_LINEAR) to H x W, BGR -> RGB,
+    / 255, ImageNet mean / std, float32 NCHW."""
     import cv2
-    import onnxruntime as ort
 
-    session = ort.InferenceSession(str(onnx_file), providers=["CPUExecutionProvider"])
-    _, _, h, w = session.get_inputs()[0].shape
     x = np.stack(
         [cv2.resize(c, (w, h), interpolation=cv2.INTER_LINEAR)[:, :, ::-1] for c in crops_bgr]
     )
     x = ((x.astype(np.float32) / 255.0 - IMAGENET_MEAN) / IMAGENET_STD).transpose(0, 3, 1, 2)
-    out = session.run(None, {session.get_inputs()[0].name: np.ascontiguousarray(x)})[0]
+    return np.ascontiguousarray(x)
+
+
+def boxmot_features(onnx_file: Path, crops_bgr: list[np.ndarray]) -> np.ndarray:
+    """BoxMOT's ONNX re-ID pipeline: :func:`boxmot_input` at the graph's H x W, with a dynamic
+    batch; the first output, L2-normalised."""
+    import onnxruntime as ort
+
+    session = ort.InferenceSession(str(onnx_file), providers=["CPUExecutionProvider"])
+    _, _, h, w = session.get_inputs()[0].shape
+    x = boxmot_input(crops_bgr, h, w)
+    out = session.run(None, {session.get_inputs()[0].name: x})[0]
     return out / np.linalg.norm(out, axis=1, keepdims=True)
 
 

@@ -63,6 +63,22 @@ def register(sub: Any) -> None:
     p.set_defaults(func=cmd_serve)
 
 
+def listening_socket(host: str, port: int) -> socket.socket:
+    """A TCP socket bound to ``host:port`` for uvicorn. IPPROTO_TCP is named so that asyncio
+    sets TCP_NODELAY on every connection (it skips a socket of protocol 0): otherwise a
+    keep-alive answer's body waits for the client's delayed ACK of its headers, 40 ms a
+    request (measured: GET /api/info 44 ms instead of 4)."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        raise ConfigError(f"cannot listen on {host}:{port}: {exc.strerror}") from None
+    return sock
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
     import torch
     import uvicorn
@@ -105,16 +121,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         batch_wait_ms=args.batch_wait_ms,
         max_pending=args.max_pending,
     )
-    family = socket.AF_INET6 if ":" in args.host else socket.AF_INET
-    # IPPROTO_TCP named, so that asyncio sets TCP_NODELAY on every connection (it skips a socket
-    # of protocol 0): otherwise a keep-alive answer's body waits for the client's delayed ACK
-    # of its headers, 40 ms a request (measured: GET /api/info 44 ms instead of 4)
-    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    try:
-        sock.bind((args.host, args.port))
-    except OSError as exc:
-        raise ConfigError(f"cannot listen on {args.host}:{args.port}: {exc.strerror}") from None
+    sock = listening_socket(args.host, args.port)
     port = sock.getsockname()[1]  # the one picked for --port 0
     writes = "read-only" if args.read_only else "writes need the token" if args.token else (
         "writes from this machine")  # fmt: skip

@@ -71,10 +71,6 @@ class GalleryStore:
             lo, hi = self._times
             return sorted(self._cameras), ((lo, hi) if lo <= hi else None)
 
-    @property
-    def cameras(self) -> list[int]:
-        return self.summary()[0]
-
     def item(self, item_id: int) -> SearchHit:
         """Item ``item_id`` (``KeyError`` when there is none)."""
         with self.lock:
