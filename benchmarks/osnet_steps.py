@@ -1,7 +1,7 @@
 """Where the points go: from the plain OSNet x0.25 baseline to each paper's no-attention
 baseline on OSNet, one change at a time, on the CUHK01 validation split (issue 24).
 
-    python benchmarks/osnet_steps.py [--table]
+    python benchmarks/osnet_steps.py [--table] [--families DuATM SONA ...]
 
 Every step is the previous step's config with one group of settings taken from the family's
 target preset (the head, the losses, the input size, the augmentation, the schedule, the test
@@ -185,11 +185,16 @@ def table(rows: list[dict[str, Any]]) -> str:
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--table", action="store_true", help="only print the table")
+    p.add_argument("--families", nargs="*", default=list(FAMILIES), choices=list(FAMILIES),
+                   help="which families to run, in this order (after the baseline)")  # fmt: skip
     args = p.parse_args()
     all_steps = steps()
+    order = [all_steps[0]]
+    for family in args.families:
+        order += [s for s in all_steps if s["family"] == family]
     if not args.table:
         previous = all_steps[0]
-        for step in all_steps:
+        for step in order:
             if step["family"] != previous["family"] and step["id"] != "baseline":
                 previous = all_steps[0]
             data = json.loads(RESULTS.read_text()) if RESULTS.is_file() else {"steps": []}
