@@ -108,6 +108,7 @@ def steps() -> list[dict[str, Any]]:
     """Every step: ``{"id", "family", "label", "config", "eval_only"}`` (the baseline first)."""
     base = load_config(BASE)
     base["data"].update(VALIDATION)
+    base["name"], base["output_dir"] = "baseline", str(REPO / "runs" / "steps" / "baseline")
     out = [{"id": "baseline", "family": "all", "label": "plain OSNet x0.25", "config": base}]
     for family, (target_name, groups) in FAMILIES.items():
         target, cfg = load_config(target_name), copy.deepcopy(base)
