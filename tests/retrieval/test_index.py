@@ -210,6 +210,10 @@ def test_filtered_search_pages_equal_brute_force(tmp_path, metric):
                                    atol=1e-4)  # fmt: skip
     assert index.count() == n and index.count(cameras=[7]) == 0
     assert index.search(query, 5, cameras=[7]) == [[]]
+    index.add(gallery(2, seed=6), ["new7.jpg", "new9.jpg"], camids=[7, 9])  # larger camids
+    assert [h.path for h in index.search(query, 5, cameras=[7, 9])[0]] in (
+        ["new7.jpg", "new9.jpg"], ["new9.jpg", "new7.jpg"])  # fmt: skip
+    assert index.count(cameras=[1]) == (camids == 1).sum()  # a table sized past camid 9
 
 
 def test_an_append_to_a_file_written_anew_meanwhile_is_refused(tmp_path):

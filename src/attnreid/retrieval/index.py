@@ -95,6 +95,10 @@ class _Meta:
     pids: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
     camids: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
     times: np.ndarray = field(default_factory=lambda: np.zeros(0, np.float64))
+    max_camid: int = -1  # kept on add: a camera filter sizes its lookup table without a scan
+
+    def __post_init__(self) -> None:
+        self.max_camid = int(np.max(self.camids, initial=-1))
 
 
 def _as_features(x: Any) -> np.ndarray:
@@ -244,6 +248,7 @@ class GalleryIndex:
         m.paths.extend(paths)
         m.pids = np.concatenate([m.pids, pids])
         m.camids = np.concatenate([m.camids, camids])
+        m.max_camid = max(m.max_camid, int(np.max(camids, initial=-1)))
         m.times = np.concatenate([m.times, times])
 
     def _catch_up(self, start: int) -> None:
@@ -292,7 +297,7 @@ class GalleryIndex:
             return None
         m = self.meta
         if cameras:  # a lookup table: 4x faster than np.isin on a million items
-            table = np.zeros(max(int(np.max(m.camids, initial=0)), *cameras) + 2, bool)
+            table = np.zeros(max(m.max_camid, 0, *cameras) + 2, bool)
             table[[c for c in cameras if c >= 0]] = True
             keep = table[m.camids]  # camid -1 (unknown) reads the last entry: False
         else:
