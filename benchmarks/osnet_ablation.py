@@ -7,9 +7,11 @@ module as a plug-in on the plain OSNet baseline (issue 24; ``--plugins`` runs on
 Runs ``attnreid train -c PRESET seed=S output_dir=runs/PRESET/seedS`` for every ``_osnet_cpu``
 preset and seed, seed-major (every row gets its first seed before any gets its second), resuming
 a run that was interrupted and skipping one that has finished, so the whole table can be built
-over several sessions. After each run it records the run's final evaluation (the last row of
-its ``metrics.json``), the wall time measured here and the machine in
-``benchmarks/results/osnet_ablation.json`` (atomically), then prints the table: mean ± sample
+over several sessions; several copies can share the runs (each takes a run no other live copy
+has claimed: ``OMP_NUM_THREADS=1`` twice on 2 cores nearly doubles the throughput). After
+each run it records the run's final evaluation (the last row of its ``metrics.json``), the
+wall time measured here and the machine in ``benchmarks/results/osnet_ablation.json``
+(atomically, under a lock), then prints the table: mean ± sample
 std over the finished seeds, and for each attention pair whether the difference of the means
 is larger than the seeds' spread (``|diff| > s1 + s2``, the sum of the two rows' std). The
 DuATM plug-in ranks with its matching distance; after each of its runs the trained network's
@@ -29,9 +31,11 @@ import time
 from pathlib import Path
 
 from attnreid.engine.runs import KEYS, summarize
-from attnreid.utils.io import atomic_write_text
 
 REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+from benchmarks.driver import append_row, claim, load_rows  # noqa: E402
+
 RESULTS = REPO / "benchmarks" / "results" / "osnet_ablation.json"
 ROWS = [  # (preset, label); pairs are consecutive rows after the baseline
     ("osnet_x0_25_cuhk01_cpu", "OSNet x0.25 fine-tuned (baseline)"),
@@ -57,12 +61,8 @@ ROWS += PLUGINS
 PAIRS += [(BASELINE, preset) for preset, _ in PLUGINS]
 
 
-def _load() -> dict:
-    return json.loads(RESULTS.read_text()) if RESULTS.is_file() else {"runs": []}
-
-
-def _save(data: dict) -> None:
-    atomic_write_text(RESULTS, json.dumps(data, indent=1) + "\n")
+def _done(name: str, seed: int) -> bool:
+    return any(r["preset"] == name and r["seed"] == seed for r in load_rows(RESULTS, "runs"))
 
 
 def _run(preset: str, seed: int) -> dict:
@@ -149,25 +149,23 @@ def main() -> int:
     trained = [r[0] for r in ROWS if ":" not in r[0]]
     p.add_argument("--presets", nargs="*", default=trained)
     p.add_argument("--plugins", action="store_true", help="the baseline and the plug-ins only")
+    p.add_argument("--first-seed", type=int, default=0, help="start at this seed")
     p.add_argument("--table", action="store_true", help="only print the table")
     args = p.parse_args()
     plugins = [BASELINE, *(r[0] for r in PLUGINS if ":" not in r[0])]
     presets = plugins if args.plugins else args.presets
     if not args.table:
-        for seed in range(args.seeds):
+        for seed in range(args.first_seed, args.seeds):
             for preset in presets:
-                for name, make in ((preset, _run), (f"{preset}:feature", _feature_ranking)):
-                    if make is _feature_ranking and f"{preset}:feature" not in dict(ROWS):
-                        continue
-                    data = _load()
-                    if any(r["preset"] == name and r["seed"] == seed for r in data["runs"]):
-                        continue
-                    row = make(preset, seed)
-                    data = _load()
-                    data["runs"].append(row)
-                    _save(data)
-                    print(json.dumps(row), flush=True)
-    print(table(_load()))
+                with claim(REPO / "runs" / preset / f"seed{seed}") as mine:
+                    for name, make in ((preset, _run), (f"{preset}:feature", _feature_ranking)):
+                        extra = make is _feature_ranking and name not in dict(ROWS)
+                        if not mine or extra or _done(name, seed):
+                            continue
+                        row = make(preset, seed)
+                        append_row(RESULTS, "runs", row)
+                        print(json.dumps(row), flush=True)
+    print(table({"runs": load_rows(RESULTS, "runs")}))
     return 0
 
 

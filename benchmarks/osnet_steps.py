@@ -11,7 +11,8 @@ never read), and evaluated once after its last epoch. A step marked "test" chang
 previous step's network is evaluated: it is scored again from that checkpoint. The last step
 of a family is its target preset, trained on the validation split: the script checks that no
 other setting differs. Results go to ``benchmarks/results/osnet_steps.json`` (atomically,
-resuming and skipping finished steps) and the table is printed, with each step's change in
+resuming and skipping finished steps; several copies share the work, each taking a family no
+other live copy has claimed) and the table is printed, with each step's change in
 rank-1 and mAP: one run each, so a step of a point or two is within the seeds' noise (the test
 table's seeds spread by 0.4-2.5 R1).
 """
@@ -28,9 +29,11 @@ from pathlib import Path
 from typing import Any
 
 from attnreid.config import dump_config, load_config
-from attnreid.utils.io import atomic_write_text
 
 REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+from benchmarks.driver import append_row, claim, load_rows  # noqa: E402
+
 RESULTS = REPO / "benchmarks" / "results" / "osnet_steps.json"
 BASE = "osnet_x0_25_cuhk01_cpu"
 VALIDATION = {"validation_ids": 100, "validation_seed": 0}
@@ -190,24 +193,16 @@ def main() -> int:
                    help="which families to run, in this order (after the baseline)")  # fmt: skip
     args = p.parse_args()
     all_steps = steps()
-    order = [all_steps[0]]
-    for family in args.families:
-        order += [s for s in all_steps if s["family"] == family]
-    if not args.table:
-        previous = all_steps[0]
-        for step in order:
-            if step["family"] != previous["family"] and step["id"] != "baseline":
-                previous = all_steps[0]
-            data = json.loads(RESULTS.read_text()) if RESULTS.is_file() else {"steps": []}
-            if not any(r["id"] == step["id"] for r in data["steps"]):
-                row = _run(step, previous)
-                data = json.loads(RESULTS.read_text()) if RESULTS.is_file() else {"steps": []}
-                data["steps"].append(row)
-                atomic_write_text(RESULTS, json.dumps(data, indent=1) + "\n")
-                print(json.dumps(row), flush=True)
-            previous = step
-    data = json.loads(RESULTS.read_text()) if RESULTS.is_file() else {"steps": []}
-    print(table(data["steps"]))
+    for family in [] if args.table else ["all", *args.families]:
+        with claim(REPO / "runs" / "steps" / f"family-{family}") as mine:
+            previous = all_steps[0]
+            for step in (s for s in all_steps if mine and s["family"] == family):
+                if not any(r["id"] == step["id"] for r in load_rows(RESULTS, "steps")):
+                    row = _run(step, previous)
+                    append_row(RESULTS, "steps", row)
+                    print(json.dumps(row), flush=True)
+                previous = step
+    print(table(load_rows(RESULTS, "steps")))
     return 0
 
 

@@ -4,6 +4,10 @@ hand-computed case: the README's "beyond / within the seeds' spread" claims come
 from __future__ import annotations
 
 import importlib.util
+import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "osnet_ablation.py"
@@ -82,3 +86,46 @@ def test_steps_change_one_group_at_a_time_and_end_at_each_target() -> None:
         group = step["label"].split(": ", 1)[1].split(", ")
         assert changed and all(any(k.startswith(g) for g in group) for k in changed), changed
         previous = step
+
+
+def _driver():
+    spec = importlib.util.spec_from_file_location("driver", SCRIPT.with_name("driver.py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_a_run_claimed_by_a_live_process_is_skipped_and_a_dead_ones_claim_taken_over(tmp_path):
+    """Two copies of a driver share the runs: a run whose ``.claimed`` names a live process is
+    skipped; one left by a process that is gone is taken, and released after the block."""
+    driver = _driver()
+    other = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        (tmp_path / "run").mkdir()
+        (tmp_path / "run" / ".claimed").write_text(str(other.pid))
+        with driver.claim(tmp_path / "run") as mine:
+            assert mine is False
+    finally:
+        other.kill()
+        other.wait()
+    with driver.claim(tmp_path / "run") as mine:  # its owner is gone now
+        assert mine is True
+        assert (tmp_path / "run" / ".claimed").read_text() == str(os.getpid())
+    assert not (tmp_path / "run" / ".claimed").exists()
+
+
+def test_rows_appended_by_two_processes_at_once_are_all_kept(tmp_path):
+    """``append_row`` under a lock: 2 processes x 40 rows, none lost."""
+    code = (
+        "import sys; sys.path.insert(0, sys.argv[1]); from driver import append_row;"
+        "from pathlib import Path\n"
+        "for i in range(40): append_row(Path(sys.argv[2]), 'runs', {'who': sys.argv[3], 'i': i})"
+    )
+    out = tmp_path / "results.json"
+    procs = [
+        subprocess.Popen([sys.executable, "-c", code, str(SCRIPT.parent), str(out), who])
+        for who in "ab"
+    ]
+    assert [p.wait(timeout=120) for p in procs] == [0, 0]
+    rows = json.loads(out.read_text())["runs"]
+    assert sorted((r["who"], r["i"]) for r in rows) == [(w, i) for w in "ab" for i in range(40)]
