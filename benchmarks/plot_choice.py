@@ -24,6 +24,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 
 REPO = Path(__file__).resolve().parents[1]
+ZOOM_MS = 20  # plug-ins faster than this are drawn again in the inset, beside the plain model
 GROUPS = {  # preset -> (label, group)
     "osnet_x0_25_cuhk01_cpu": ("OSNet x0.25 (plain)", "plain"),
     "sona_bl_dbplus_osnet_cpu": ("SONA BL + DB+", "paper baseline"),
@@ -64,7 +65,8 @@ def main() -> int:
     for r in json.loads(Path(args.results).read_text())["runs"]:
         runs.setdefault(r["preset"], []).append(r)
     latency = {row["label"]: row for row in json.loads(Path(args.latency).read_text())}
-    fig, ax = plt.subplots(figsize=(7.5, 5), dpi=120)
+    fig, ax = plt.subplots(figsize=(8, 5.5), dpi=120)
+    inset = ax.inset_axes((0.3, 0.06, 0.42, 0.5))  # the plain model and its cheap plug-ins
     lines = ["| model | group | seeds | R1 | mAP | ms / image | params (M) | GFLOPs |",
              "|---|---|---|---|---|---|---|---|"]  # fmt: skip
     for preset, (label, group) in GROUPS.items():
@@ -75,10 +77,14 @@ def main() -> int:
         (mean, std), m_ap = (_stat(runs[preset], k) for k in ("rank1", "mAP"))
         colour, marker = STYLE[group]
         first = group not in ax.get_legend_handles_labels()[1]
-        ax.errorbar(lat["median_ms"], mean, yerr=std, fmt=marker, color=colour, capsize=3,
-                    label=group if first else None)  # fmt: skip
-        ax.annotate(label, (lat["median_ms"], mean), textcoords="offset points", xytext=(5, 3),
-                    fontsize=7)  # fmt: skip
+        x = lat["median_ms"]
+        zoomed = group in ("plain", "plug-in") and x < ZOOM_MS
+        for where in (ax, inset) if zoomed else (ax,):
+            where.errorbar(x, mean, yerr=std, fmt=marker, color=colour, capsize=3,
+                           label=group if first and where is ax else None)  # fmt: skip
+        target = inset if zoomed else ax
+        target.annotate(label, (x, mean), textcoords="offset points", xytext=(6, -3),
+                        fontsize=7)  # fmt: skip
         lines.append(
             f"| {label} (`{preset}`) | {group} | {n} | {_cell(mean, std, n)} | {_cell(*m_ap, n)} | "
             f"{lat['median_ms']:.1f} | {lat['params_m']:.2f} | {lat['gflops']:.2f} |"
@@ -87,6 +93,10 @@ def main() -> int:
     ax.set_ylabel("CUHK01 rank-1 (%), mean ± std over training seeds")
     ax.set_title("OSNet x0.25 (MSMT17 start) on CUHK01: accuracy against time")
     ax.grid(alpha=0.3)
+    inset.margins(x=0.6, y=0.12)  # room for the labels
+    inset.tick_params(labelsize=7)
+    inset.grid(alpha=0.3)
+    ax.indicate_inset_zoom(inset, edgecolor="gray")
     ax.legend(fontsize=8, loc="lower right")
     fig.tight_layout()
     out = Path(args.output)
