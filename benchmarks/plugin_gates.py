@@ -10,7 +10,8 @@ the trained network on its test split twice: as trained (checked against the run
 ``metrics.json``), and with the branch switched off
 (that value set back to 0, the rest of the trained network unchanged). A module the network
 relies on costs accuracy when switched off; one it leaves unused costs nothing. Results go to
-``benchmarks/results/plugin_gates.json`` (atomically). The DuATM plug-in is not here: its
+``benchmarks/results/plugin_gates.json`` (atomically, after each run; a run measured before
+is skipped). The DuATM plug-in is not here: its
 module is a distance, scored beside the feature by ``osnet_ablation.py`` itself.
 """
 
@@ -60,24 +61,29 @@ def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--runs", default=str(REPO / "runs"))
     args = p.parse_args()
-    rows = []
+    rows = json.loads(RESULTS.read_text()) if RESULTS.is_file() else []
+    done = {(r["plugin"], r["seed"]) for r in rows}
     for plugin in SWITCHES:
         pattern = f"osnet_x0_25_{plugin}_plugin_cpu/seed*/checkpoints/last.ckpt"
         for ckpt in sorted(Path(args.runs).glob(pattern)):
             seed = int(ckpt.parents[1].name.removeprefix("seed"))
             run = ckpt.parents[1]
-            if (run / ".claimed").exists() or not (run / "metrics.json").is_file():
-                continue  # still training
+            if (
+                (plugin, seed) in done
+                or (run / ".claimed").exists()
+                or not (run / "metrics.json").is_file()
+            ):
+                continue  # measured before, or still training
             row = {"plugin": plugin, "seed": seed, **measure(ckpt, plugin)}
             final = json.loads((run / "metrics.json").read_text())["evaluations"][-1]
             if abs(100 * final["rank1"] - row["trained"]["rank1"]) > 0.05:
                 raise SystemExit(f"{run}: scored {row['trained']} here, its metrics.json {final}")
             rows.append(row)
             print(json.dumps(rows[-1]), flush=True)
-    atomic_write_text(RESULTS, json.dumps(rows, indent=1) + "\n")
+            atomic_write_text(RESULTS, json.dumps(rows, indent=1) + "\n")
     print("| plug-in | seed | mean abs value at the end (0 at the start) | R1 / mAP trained | "
           "R1 / mAP switched off |\n|---|---|---|---|---|")  # fmt: skip
-    for r in rows:
+    for r in sorted(rows, key=lambda r: (list(SWITCHES).index(r["plugin"]), r["seed"])):
         vals = ", ".join(f"{n.split('plugins.')[-1]} {v:g}" for n, v in r["mean |value|"].items())
         on, off = r["trained"], r["switched off"]
         print(f"| {r['plugin']} | {r['seed']} | {vals} | {on['rank1']:.1f} / {on['mAP']:.1f} | "
