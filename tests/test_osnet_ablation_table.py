@@ -129,3 +129,37 @@ def test_rows_appended_by_two_processes_at_once_are_all_kept(tmp_path):
     assert [p.wait(timeout=120) for p in procs] == [0, 0]
     rows = json.loads(out.read_text())["runs"]
     assert sorted((r["who"], r["i"]) for r in rows) == [(w, i) for w in "ab" for i in range(40)]
+
+
+def test_choice_table_is_the_mean_and_std_of_the_seeds_beside_the_measured_latency(
+    tmp_path, monkeypatch, capsys
+):
+    """benchmarks/plot_choice.py on hand-made files: R1 80 and 84 give 82.0 ± 2.8 (sample std),
+    one seed prints as such, a re-scored row (``:feature``) takes its network's latency, a
+    preset without a latency row is left out, and the PNG is written."""
+    spec = importlib.util.spec_from_file_location("plot_choice", SCRIPT.with_name("plot_choice.py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    base, duatm = "osnet_x0_25_cuhk01_cpu", "osnet_x0_25_duatm_plugin_cpu"
+    runs = [
+        {"preset": base, "rank1": 0.80, "mAP": 0.70},
+        {"preset": base, "rank1": 0.84, "mAP": 0.72},
+        {"preset": f"{duatm}:feature", "rank1": 0.83, "mAP": 0.81},
+        {"preset": "ccan_osnet_cpu", "rank1": 0.8, "mAP": 0.8},  # no latency row
+    ]
+    latency = [
+        {"label": base, "median_ms": 15.0, "params_m": 0.59, "gflops": 0.16},
+        {"label": duatm, "median_ms": 16.0, "params_m": 0.88, "gflops": 0.17},
+    ]
+    (tmp_path / "r.json").write_text(json.dumps({"runs": runs}))
+    (tmp_path / "l.json").write_text(json.dumps(latency))
+    out = tmp_path / "choice.png"
+    argv = ["plot_choice", "--results", str(tmp_path / "r.json"), "--latency",
+            str(tmp_path / "l.json"), "-o", str(out)]  # fmt: skip
+    monkeypatch.setattr(sys, "argv", argv)
+    assert module.main() == 0
+    text = capsys.readouterr().out
+    assert f"(`{base}`) | plain | 2 | 82.0 ± 2.8 | 71.0 ± 1.4 | 15.0 | 0.59 |" in text
+    assert "| 83.0 (one seed) | 81.0 (one seed) | 16.0 | 0.88 | 0.17 |" in text
+    assert "ccan_osnet_cpu" not in text
+    assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
