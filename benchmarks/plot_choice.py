@@ -41,6 +41,7 @@ GROUPS = {  # preset -> (label, group)
     "osnet_x0_25_duatm_plugin_cpu": ("+ DuATM plug-in (matching)", "plug-in"),
     "osnet_x0_25_duatm_plugin_cpu:feature": ("+ DuATM plug-in (feature)", "plug-in"),
 }
+OFFSET = {"osnet_x0_25_duatm_plugin_cpu:feature": (6, 6), "osnet_x0_25_sona2_plugin_cpu": (6, -12)}
 STYLE = {"plain": ("black", "o"), "paper baseline": ("tab:gray", "s"),
          "paper network": ("tab:blue", "D"), "plug-in": ("tab:red", "^")}  # fmt: skip
 
@@ -83,8 +84,8 @@ def main() -> int:
             where.errorbar(x, mean, yerr=std, fmt=marker, color=colour, capsize=3,
                            label=group if first and where is ax else None)  # fmt: skip
         target = inset if zoomed else ax
-        target.annotate(label, (x, mean), textcoords="offset points", xytext=(6, -3),
-                        fontsize=7)  # fmt: skip
+        target.annotate(label, (x, mean), textcoords="offset points",
+                        xytext=OFFSET.get(preset, (6, -3)), fontsize=7)  # fmt: skip
         lines.append(
             f"| {label} (`{preset}`) | {group} | {n} | {_cell(mean, std, n)} | {_cell(*m_ap, n)} | "
             f"{lat['median_ms']:.1f} | {lat['params_m']:.2f} | {lat['gflops']:.2f} |"
