@@ -95,7 +95,8 @@ class _Meta:
     pids: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
     camids: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
     times: np.ndarray = field(default_factory=lambda: np.zeros(0, np.float64))
-    max_camid: int = -1  # kept on add: a camera filter sizes its lookup table without a scan
+    #: derived from ``camids``, kept on add: a camera filter sizes its table without a scan
+    max_camid: int = field(init=False, default=-1)
 
     def __post_init__(self) -> None:
         self.max_camid = int(np.max(self.camids, initial=-1))
