@@ -5,7 +5,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-$(shell cat requirements.lock pyproject.toml | cksum | cut -d' ' -f1)
 
-.PHONY: demo test test-fast lint bench clean-venv browser
+.PHONY: demo test test-fast lint bench clean-venv browser boxmot
 
 $(STAMP): requirements.lock pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -27,12 +27,25 @@ browser:
 	else echo "note: $(CHROMIUM) is absent and installing it needs root and apt-get:" \
 	  "the browser test will be skipped"; fi
 
+# BoxMOT, the tracker our exports are checked against (tests/retrieval/test_deploy.py), in a
+# throw-away venv of its own: never a dependency of attnreid. It borrows .venv's packages
+# (torch among them: BoxMOT 25 accepts any torch >= 2.2.1) through a .pth line, so only
+# BoxMOT and what .venv lacks are installed. Without the registry the BoxMOT test skips.
+BOXMOT_VENV := .venv-boxmot
+BOXMOT_STAMP := $(BOXMOT_VENV)/.installed-boxmot-25.0.0
+boxmot: $(STAMP)
+	@test -f $(BOXMOT_STAMP) || { rm -rf $(BOXMOT_VENV) && $(PYTHON) -m venv $(BOXMOT_VENV) && \
+	  $(PY) -c "import sysconfig; print(sysconfig.get_paths()['purelib'])" > \
+	    "$$($(BOXMOT_VENV)/bin/python -c "import sysconfig; print(sysconfig.get_paths()['purelib'])")/attnreid-venv.pth" && \
+	  $(BOXMOT_VENV)/bin/pip install --quiet --disable-pip-version-check "boxmot[onnx]==25.0.0" && \
+	  touch $(BOXMOT_STAMP); } || echo "note: BoxMOT could not be installed: its test will be skipped"
+
 # ruff, and the import layers of pyproject.toml ([tool.importlinter]) checked by import-linter
 lint: $(STAMP)
 	$(PY) -m ruff check src tests benchmarks docs
 	PYTHONPATH=src $(VENV)/bin/lint-imports --no-cache
 
-test: $(STAMP) browser
+test: $(STAMP) browser boxmot
 	$(PY) -m pytest -q
 	$(MAKE) --no-print-directory lint
 
@@ -45,4 +58,4 @@ bench: $(STAMP)
 	$(PY) benchmarks/bench_metrics.py
 
 clean-venv:
-	rm -rf $(VENV)
+	rm -rf $(VENV) $(BOXMOT_VENV)

@@ -41,7 +41,7 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
     from attnreid.retrieval.calibration import SUFFIX, calibrate
     from attnreid.utils.io import atomic_write_text
 
-    result = calibrate(load_model(args), args.fmr)
+    result = calibrate(load_model(args, vectors=True), args.fmr)
     result["source"] = str(Path(args.checkpoint or args.onnx).resolve())
     out = Path(args.output or str(args.checkpoint or args.onnx) + SUFFIX)
     atomic_write_text(out, json.dumps(result, indent=2) + "\n")

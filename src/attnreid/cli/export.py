@@ -111,7 +111,7 @@ def cmd_export_onnx(args: argparse.Namespace) -> int:
         crops = args.calibration_crops
     if args.int8:
         positive_int(crops, "--quantisation-crops")
-    extractor = load_model(args)
+    extractor = load_model(args, vectors=True)  # a graph gives one vector per image
     out = Path(args.output)
     with tempfile.TemporaryDirectory() as tmp:
         fp32 = Path(tmp) / "fp32.onnx" if args.int8 else out
@@ -133,7 +133,7 @@ def cmd_export_openvino(args: argparse.Namespace) -> int:
     openvino_runtime()  # one line on how to install it, before anything is computed
     if args.int8:
         positive_int(args.quantisation_crops, "--quantisation-crops")
-    extractor = load_model(args)
+    extractor = load_model(args, vectors=True)  # a graph gives one vector per image
     with tempfile.TemporaryDirectory() as tmp:
         onnx = Path(tmp) / "model.onnx"
         _onnx(args, onnx, extractor, check=False)

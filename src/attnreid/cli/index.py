@@ -60,7 +60,7 @@ def cmd_index_build(args: argparse.Namespace) -> int:
     from attnreid.retrieval import GalleryIndex, scan_folder
 
     crops = scan_folder(args.folder, args.manifest, allow_outside_paths=args.allow_outside_paths)
-    extractor = load_model(args, batch_size=args.batch_size, workers=args.workers)
+    extractor = load_model(args, batch_size=args.batch_size, workers=args.workers, vectors=True)
     out = Path(args.output)
     index = None
     if args.add and out.exists():

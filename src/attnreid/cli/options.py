@@ -88,7 +88,7 @@ def load_index_model(args: argparse.Namespace, index: Any, **options: Any) -> An
     source = getattr(args, "checkpoint", None) or getattr(args, "onnx", None) or index.model_file
     if source is None:
         raise ConfigError(f"index {args.index} names no model: pass --checkpoint or --onnx")
-    extractor = load_model(args, source, **options)
+    extractor = load_model(args, source, vectors=True, **options)
     index.check_model(extractor, f"index {args.index}")
     return extractor
 

@@ -22,13 +22,17 @@ is, is read from its name:
   starts it).
 
 The config is ``config`` (a preset, a YAML file, or a dict; it must be for the stored model's
-``model.name``), else the one stored with the model; then ``overrides``. The model carries it
-(``model.config``). A file of another kind, a damaged one or one that does not fit its
-description is refused with one line naming it.
+``model.name``), else the one stored with the model; then ``overrides``. ``vectors=True`` is
+for what compares one vector per image with a metric (a gallery index, a tracker, an exported
+graph): a model whose test features are sequences that only its own distance compares
+(DuATM's matching) gives its feature vector instead (``rank_with: feature``, said on
+stderr). The model carries the config (``model.config``). A file of another kind, a damaged
+one or one that does not fit its description is refused with one line naming it.
 """
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -44,6 +48,7 @@ from attnreid.errors import CheckpointError, ConfigError
 from attnreid.evaluation.extractor import FeatureExtractor
 from attnreid.models.exported import OnnxModel, OpenVinoModel
 from attnreid.models.registry import build_model
+from attnreid.utils.distance import ranks_sequences
 from attnreid.utils.seed import seed_all
 
 __all__ = ["load"]
@@ -58,10 +63,12 @@ def load(
     device: str | torch.device | None = None,
     batch_size: int | None = None,
     workers: int | None = None,
+    vectors: bool = False,
 ) -> FeatureExtractor:
     """The model in ``source`` with its config and test preprocessing (see the module
-    docstring); ``device``, ``batch_size``, ``workers``: as
-    :class:`~attnreid.evaluation.extractor.FeatureExtractor` takes them (default: the config's).
+    docstring); ``vectors``: one vector per image (see there); ``device``, ``batch_size``,
+    ``workers``: as :class:`~attnreid.evaluation.extractor.FeatureExtractor` takes them
+    (default: the config's).
 
     Raises:
         CheckpointError: a file that is not a model attnreid wrote, or does not fit its model.
@@ -95,6 +102,15 @@ def load(
                 raise ConfigError(f"the config stored in {path} does not load: {exc}") from None
             cfg = load_config(None, overrides, **stored)
         info["model_file"] = str(path.resolve())
+    if vectors and ranks_sequences(model):
+        model.rank_with = cfg["model"]["options"]["rank_with"] = "feature"
+        model.model_options = {**model.model_options, "rank_with": "feature"}
+        print(
+            f"note: {model.model_name} ranks with its own matching distance of feature "
+            "sequences, which a gallery index, a tracker or an exported graph cannot run: its "
+            "feature vector is used (rank_with: feature)",
+            file=sys.stderr,
+        )
     model.config = cfg
     model.eval()
     source_info = {

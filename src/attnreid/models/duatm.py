@@ -32,12 +32,16 @@ vector (one clip per tracklet is the paper's protocol: a single 64-frame subsequ
 ``data.test_frames: all`` the evaluation would average the sequences of a tracklet's chunks
 position by position, which is not a DuATM feature, so the presets use one clip per
 tracklet); :meth:`compute_distance` accepts both forms. ``avgpool`` returns the mean vector
-``(B, D)`` and the configured metric is used. ``eval_mode="exact"`` scores every query x
-gallery pair, ``"two_stage"`` ranks by the mean vectors and re-scores the top ``rerank_k``
-with DuATM (:meth:`DualAttention.two_stage_distance` says how the rest is ordered). Sequence
-features must not be flip-averaged position by position: the presets set ``eval.flip: false``
-(the paper evaluates without augmentation, except its ** rows, whose test-time augmentation
-it does not describe; not reproduced).
+``(B, D)`` and the configured metric is used, and so does ``rank_with="feature"``: the trained
+network's mean vector, compared by the metric, which is what a tracker, a gallery index or an
+exported graph can use (they compare one vector per image; the matching distance needs the
+pair). ``rank_with="matching"`` (default) ranks with the matching distance:
+``eval_mode="exact"`` scores every query x gallery pair, ``"two_stage"`` ranks by the mean
+vectors and re-scores the top ``rerank_k`` with DuATM
+(:meth:`DualAttention.two_stage_distance` says how the rest is ordered). Sequence features
+must not be flip-averaged position by position: the presets set ``eval.flip: false`` (the
+paper evaluates without augmentation, except its ** rows, whose test-time augmentation it
+does not describe; not reproduced).
 """
 
 from __future__ import annotations
@@ -59,6 +63,8 @@ from attnreid.utils.distance import pairwise_distance
 
 MATCHINGS = ("full", "intra", "inter", "avgpool")
 EVAL_MODES = ("exact", "two_stage")
+#: What a test ranks with: the matching distance, or the mean vector with the metric.
+RANK_WITH = ("matching", "feature")
 RNNS = ("lstm", "gru")
 RNN_MERGES = ("concat", "sum")
 
@@ -106,7 +112,8 @@ class DuATMBase(ReIDModel):
 
     #: The model's name in messages, and what it reads (``"images"`` or ``"clips"``).
     kind, inputs = "duatm", "images"
-    own_distance = property(lambda self: self.matcher is not None)  # avgpool: the metric ranks
+    #: avgpool, or rank_with="feature": the metric ranks the mean vectors
+    own_distance = property(lambda self: self.matcher is not None and self.rank_with == "matching")
 
     def __init__(
         self,
@@ -120,9 +127,11 @@ class DuATMBase(ReIDModel):
         eval_mode: str = "exact",
         rerank_k: int = 100,
         block_size: int | None = None,
+        rank_with: str = "matching",
     ) -> None:
         super().__init__()
         one_of(matching, MATCHINGS, "duatm: matching", ModelError)
+        self.rank_with = one_of(rank_with, RANK_WITH, "duatm: rank_with", ModelError)
         one_of(eval_mode, EVAL_MODES, "duatm: eval_mode", ModelError)
         if isinstance(dim, bool) or not isinstance(dim, int) or dim < 2:
             raise ModelError(f"duatm: dim must be an integer >= 2, got {dim!r}")
@@ -151,7 +160,7 @@ class DuATMBase(ReIDModel):
     def forward(self, x: Tensor) -> Tensor | dict[str, dict[str, Tensor]]:
         seq = self.sequence(x)  # (B, S, D)
         if not self.training:
-            return seq.mean(1) if self.matcher is None else self._test_feature(seq)
+            return self._test_feature(seq) if self.own_distance else seq.mean(1)  # (B, D)
         # (B, B): eq. 5 for every pair, or the euclidean distance of the pooled vectors
         dist = pairwise_distance(seq.mean(1).float()) if self.matcher is None else self.matcher(seq)
         logits = self.classifier(convex_combine(seq, self.drop_prob))

@@ -46,7 +46,8 @@ from attnreid.errors import ModelError
 from attnreid.models.backbones import build_backbone
 from attnreid.models.backbones.osnet import OSNET_NAMES, init_osnet
 from attnreid.models.backbones.weights import resolve_pretrained_with_source
-from attnreid.models.plugins import PLUGINS, RANK_WITH, StripeCrossAttention, build_plugins
+from attnreid.models.duatm import RANK_WITH
+from attnreid.models.plugins import PLUGINS, StripeCrossAttention, build_plugins
 from attnreid.models.registry import ReIDModel, register_model
 from attnreid.utils.checks import one_of
 

@@ -54,7 +54,6 @@ from attnreid.models.ccan_parts import split_stages
 from attnreid.models.duatm import convex_combine
 
 PLUGINS = ("none", "sona2", "ccan", "sa", "duatm")
-RANK_WITH = ("matching", "feature")
 
 
 class GatedResidual(nn.Module):

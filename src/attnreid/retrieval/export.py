@@ -1,7 +1,9 @@
 """Export of a re-ID model's test-time feature extractor: ONNX (float, INT8), for BoxMOT too.
 
 ``export_onnx(model, "model.onnx", height=256, width=128, config=cfg)`` writes the eval-mode
-forward (``images (B, 3, H, W) float32 -> features (B, D) float32``) with a dynamic batch
+forward (``images (B, 3, H, W) float32 -> features (B, D) float32``: one vector per image, so
+DuATM's networks are exported with their feature vector, ``rank_with: feature``, as a tracker
+compares vectors and cannot run the pairwise matching distance) with a dynamic batch
 dimension named ``batch``; ``H`` and ``W`` are fixed (some models, e.g. CCAN, build layers for
 their input size). The model's description travels in the ONNX metadata (``attnreid.*`` keys:
 model name, options, feature dimension, input size, input convention, in-graph flip, and the
@@ -56,6 +58,7 @@ from attnreid.models.backbones.osnet import OSNET_NAMES
 from attnreid.models.exported import OnnxModel
 from attnreid.utils.checks import one_of
 from attnreid.utils.device import eval_mode
+from attnreid.utils.distance import ranks_sequences
 from attnreid.utils.io import atomic_write
 
 __all__ = ["EXPORTERS", "export_onnx", "quantize_onnx"]
@@ -147,9 +150,19 @@ def export_onnx(
     onnxruntime's and PyTorch's features on a random batch of 2 (``check=True``), else None.
 
     Raises:
-        ModelError: the model cannot be exported (the message names the exporter's reason).
+        ModelError: the model cannot be exported (the message names the exporter's reason), or
+            its test features are sequences only its own distance compares (DuATM's matching:
+            load it with ``attnreid.load(..., vectors=True)`` for its feature vector).
     """
     import onnx
+
+    if ranks_sequences(model):
+        raise ModelError(
+            f"model {getattr(model, 'model_name', type(model).__name__)!r} ranks with its own "
+            "matching distance of feature sequences, which an exported graph's consumers "
+            "cannot run: export its feature vector (rank_with: feature; attnreid.load(..., "
+            "vectors=True) and attnreid export onnx do)"
+        )
 
     one_of(exporter, EXPORTERS, "ONNX exporter", ModelError)
     graph_stats = graph_input_stats(input)

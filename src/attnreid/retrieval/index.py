@@ -9,8 +9,9 @@
 features in an inner-product index (``distance = 1 - cosine similarity``); ``"euclidean"`` an
 L2 index (``distance = squared euclidean``). These are the distances of
 :func:`attnreid.utils.distance.compute_distance`, so a search ranks the gallery as
-evaluation does. (A model with its own ``compute_distance``, such as DuATM's sequence matching,
-is searched with the configured metric on its features: faiss cannot run the model.)
+evaluation does. (A model ranking feature sequences with its own distance, DuATM's matching,
+cannot be run by faiss: ``index build``, ``search`` and ``serve`` load it with its feature
+vector, ``attnreid.load(..., vectors=True)``.)
 
 **Kinds.** ``"flat"`` (default) is exact brute force. ``"ivf"`` (inverted lists over ``nlist``
 k-means cells, default ``4 sqrt(N)``, trained on the first batch of features with at most 64
@@ -107,7 +108,8 @@ def _as_features(x: Any) -> np.ndarray:
     if a.ndim != 2 or not np.issubdtype(a.dtype, np.number):
         raise ConfigError(
             f"a gallery index needs one feature vector per image, (N, D), got shape {a.shape} "
-            "(sequence features, such as DuATM's, are compared by the model's own distance)"
+            "(DuATM's sequences: load the model with attnreid.load(..., vectors=True) for its "
+            "feature vector)"
         )
     a = np.ascontiguousarray(a, dtype=np.float32)
     if not np.isfinite(a).all():

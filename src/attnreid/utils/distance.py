@@ -34,6 +34,7 @@ __all__ = [
     "normalize_distance",
     "owns_distance",
     "pairwise_distance",
+    "ranks_sequences",
 ]
 
 #: The metrics accepted by :func:`compute_distance` (and by ``eval.metric``).
@@ -45,6 +46,14 @@ def owns_distance(model: Any) -> bool:
     metric: its type says so with ``own_distance`` (a class attribute, or a property where an
     option decides, e.g. DuATM's ``avgpool`` ablation has none). Never found by calling it."""
     return bool(getattr(model, "own_distance", False))
+
+
+def ranks_sequences(model: Any) -> bool:
+    """Whether ``model``'s test features are feature sequences that only its own pairwise
+    distance compares (DuATM's matching, ``rank_with="matching"``), so that a gallery index, a
+    tracker or an exported graph, which compare one vector per image with a metric, cannot use
+    them; such a model gives its feature vector with ``rank_with="feature"``."""
+    return owns_distance(model) and getattr(model, "rank_with", None) == "matching"
 
 
 def _as_feature_tensor(
