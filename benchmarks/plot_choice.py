@@ -23,6 +23,8 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 
+from attnreid.utils.io import atomic_write
+
 REPO = Path(__file__).resolve().parents[1]
 ZOOM_MS = 20  # plug-ins faster than this are drawn again in the inset, beside the plain model
 GROUPS = {  # preset -> (label, group)
@@ -102,7 +104,7 @@ def main() -> int:
     fig.tight_layout()
     out = Path(args.output)
     out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out)
+    atomic_write(out, lambda tmp: fig.savefig(tmp, format=out.suffix.lstrip('.') or 'png'))
     print("\n".join(lines))
     print(f"wrote {out}")
     return 0

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import importlib.util
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -95,23 +94,29 @@ def _driver():
     return module
 
 
-def test_a_run_claimed_by_a_live_process_is_skipped_and_a_dead_ones_claim_taken_over(tmp_path):
-    """Two copies of a driver share the runs: a run whose ``.claimed`` names a live process is
-    skipped; one left by a process that is gone is taken, and released after the block."""
+def test_a_run_claimed_by_a_live_process_is_skipped_and_a_killed_ones_claim_is_free(tmp_path):
+    """Two copies of a driver share the runs: a run another live process has claimed is
+    skipped; once that process is killed (no clean-up of its own), the run can be claimed."""
     driver = _driver()
-    other = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    code = (
+        "import sys, time; sys.path.insert(0, sys.argv[1]); from pathlib import Path\n"
+        "from driver import claim\n"
+        "with claim(Path(sys.argv[2])) as mine:\n"
+        "    print(mine, flush=True); time.sleep(60)"
+    )
+    other = subprocess.Popen([sys.executable, "-c", code, str(SCRIPT.parent), str(tmp_path)],
+                             stdout=subprocess.PIPE, text=True)  # fmt: skip
     try:
-        (tmp_path / "run").mkdir()
-        (tmp_path / "run" / ".claimed").write_text(str(other.pid))
-        with driver.claim(tmp_path / "run") as mine:
+        assert other.stdout.readline().strip() == "True"  # it holds the claim
+        with driver.claim(tmp_path) as mine:
             assert mine is False
     finally:
-        other.kill()
+        other.kill()  # SIGKILL: its with-block never finishes
         other.wait()
-    with driver.claim(tmp_path / "run") as mine:  # its owner is gone now
+    with driver.claim(tmp_path) as mine:
         assert mine is True
-        assert (tmp_path / "run" / ".claimed").read_text() == str(os.getpid())
-    assert not (tmp_path / "run" / ".claimed").exists()
+        with driver.claim(tmp_path) as again:  # a second claim, even by the same process
+            assert again is False
 
 
 def test_rows_appended_by_two_processes_at_once_are_all_kept(tmp_path):
