@@ -125,3 +125,44 @@ def test_copies_with_a_flipped_byte_open_or_are_refused_in_one_line(original, tm
         outcomes[_outcome(copy, capsys)] += 1
     with capsys.disabled():
         _report(f"{CASES} flipped bytes (at {positions})", outcomes)
+
+
+@pytest.mark.parametrize("kind", ["flat", "ivf"])
+@pytest.mark.parametrize(
+    "item, value, fault",
+    [
+        (3, b"\0" * 8, "item 3's feature is not 16 float32 values"),
+        (3, "x" * 64, "item 3's feature is not 16 float32 values"),  # text, not a blob
+        (SNAPSHOT_ROWS + 2, b"\0" * 64, None),  # zeros: a valid feature
+        (SNAPSHOT_ROWS + 2, np.float32([np.nan] + [0] * 15).tobytes(), "a feature holds NaN or "
+         "infinite values"),
+    ],
+)
+def test_a_bad_feature_is_refused_whether_or_not_the_snapshot_holds_its_row(
+    kind, item, value, fault, tmp_path
+):
+    """An ``ivf`` file's first 40 rows are in its faiss snapshot, so their feature values are
+    not read when it opens, but SQLite still checks their type and length; rows after the
+    snapshot (and every row of a ``flat`` file) are read and checked in full. The snapshot
+    itself is read chunk by chunk: the index opens with the same vectors."""
+    import sqlite3
+    from contextlib import closing
+
+    (tmp_path / "src").mkdir()
+    path = tmp_path / f"{kind}.index"
+    path.write_bytes(_index_file(kind, tmp_path / "src"))
+    before = GalleryIndex.load(path)
+    vectors = np.stack([before.vector(i) for i in range(len(before))])
+    before.file.close()
+    with closing(sqlite3.connect(path)) as db:
+        db.execute("UPDATE items SET feature = ? WHERE id = ?", (value, item))
+        db.commit()
+    if fault is None:
+        after = GalleryIndex.load(path)
+        got = np.stack([after.vector(i) for i in range(len(after))])
+        changed = np.flatnonzero(np.abs(got - vectors).max(1) > 0).tolist()
+        assert changed == [item]  # the zeroed row, read after the snapshot
+        return
+    with pytest.raises(AttnReidError) as exc:
+        GalleryIndex.load(path)
+    assert str(exc.value) == f"gallery index {path} is damaged: {fault}"

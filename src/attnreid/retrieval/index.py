@@ -466,7 +466,7 @@ class GalleryIndex:
             rows, index.faiss = snapshot
             if index.faiss.d != index.dim or index.faiss.ntotal != rows:
                 raise file._fail("the faiss snapshot does not fit the header")
-            _, *meta = file.rows(0, index.dim)
+            _, *meta = file.rows(0, index.dim, features=False)
             index.meta = _Meta(meta[0], *meta[1:])
             if len(index) < rows:
                 raise file._fail(f"the faiss snapshot has {rows} rows, the file {len(index)}")

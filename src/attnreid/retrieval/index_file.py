@@ -19,8 +19,11 @@ Tables:
   added to it when the file is opened. A ``flat`` index is rebuilt from the rows.
 
 Opening validates the whole file — SQLite's own check of the pages, the header's keys and
-types, every row's feature length and values, ids without gaps, the snapshot's size and
-dimension — and any fault is one line naming the file and the fault.
+types, every row's feature type and length, the values of the features faiss is given (all of
+a ``flat`` file's, those appended after the snapshot of the others: the snapshot holds its
+rows' vectors, so their stored copies are checked by SQLite without being read into Python),
+ids without gaps, the snapshot's size and dimension — and any fault is one line naming the
+file and the fault. The snapshot is read by faiss chunk by chunk from SQLite.
 """
 
 from __future__ import annotations
@@ -232,26 +235,30 @@ class IndexFile:
             faults = [x for x in str(result).splitlines() if x and not x.startswith("***")]
             raise self._fail(faults[0] if faults else str(result))
 
-    def rows(self, start: int, dim: int) -> tuple[Any, ...]:
-        """``(features, paths, pids, camids, times)`` of the items with ``id >= start``."""
+    def rows(self, start: int, dim: int, *, features: bool = True) -> tuple[Any, ...]:
+        """``(features, paths, pids, camids, times)`` of the items with ``id >= start``.
+        ``features=False``: ``None`` for the features, whose length SQLite checks without
+        handing them over (the items a faiss snapshot already holds)."""
+        size = 4 * dim
+        column = "feature" if features else "typeof(feature) = 'blob' AND length(feature) = ?"
         try:
             got = self.conn.execute(
-                "SELECT id, path, pid, camid, time, feature FROM items WHERE id >= ? ORDER BY id",
-                (start,),
+                f"SELECT id, path, pid, camid, time, {column} FROM items WHERE id >= ? ORDER BY id",
+                (start,) if features else (size, start),
             ).fetchall()
         except _DB_FAULTS as exc:
             raise self._fail(f"unreadable rows ({exc})") from None
         if not got:
-            return np.zeros((0, dim), np.float32), [], *(np.zeros(0, t) for t in _COLUMNS)
+            empty = np.zeros((0, dim), np.float32) if features else None
+            return empty, [], *(np.zeros(0, t) for t in _COLUMNS)
         ids, paths, pids, camids, times, feats = zip(*got)
         if ids[0] != start or ids[-1] != start + len(ids) - 1:
             raise self._fail(f"item ids are not consecutive after {start}")
-        size = 4 * dim
-        bad = next((i for i, f in zip(ids, feats) if type(f) is not bytes or len(f) != size), None)
+        fits = (type(f) is bytes and len(f) == size for f in feats) if features else feats
+        bad = next((i for i, ok in zip(ids, fits) if not ok), None)
         if bad is not None:
             raise self._fail(f"item {bad}'s feature is not {dim} float32 values")
         try:
-            features = np.frombuffer(b"".join(feats), np.float32).reshape(len(ids), dim)
             columns = (
                 np.asarray(pids, np.int64),
                 np.asarray(camids, np.int64),
@@ -259,24 +266,43 @@ class IndexFile:
             )
         except (TypeError, ValueError, OverflowError):
             raise self._fail("a row holds values of the wrong type") from None
-        if not np.isfinite(features).all():
-            raise self._fail("a feature holds NaN or infinite values")
         if not all(isinstance(p, str) and p for p in paths):
             raise self._fail("a row has no image path")
-        return features.copy(), list(paths), *columns
+        if not features:
+            return None, list(paths), *columns
+        vectors = np.frombuffer(b"".join(feats), np.float32).reshape(len(ids), dim)
+        if not np.isfinite(vectors).all():
+            raise self._fail("a feature holds NaN or infinite values")
+        return vectors.copy(), list(paths), *columns
 
     def snapshot(self) -> tuple[int, Any] | None:
-        """``(rows, faiss index)`` of the stored snapshot, or None."""
+        """``(rows, faiss index)`` of the stored snapshot, or None. faiss reads the chunks as
+        SQLite hands them over, one at a time (no copy of the whole snapshot in memory)."""
         try:
-            chunks = self.conn.execute("SELECT rows, data FROM snapshot ORDER BY chunk").fetchall()
+            cursor = self.conn.execute("SELECT rows, data FROM snapshot ORDER BY chunk")
+            first = cursor.fetchone()
         except _DB_FAULTS as exc:
             raise self._fail(f"unreadable faiss snapshot ({exc})") from None
-        if not chunks:
+        if first is None:
             return None
+        chunk = [memoryview(first[1])]
+
+        def read(n: int) -> bytes:  # faiss asks for n bytes; fewer only at the end
+            out = bytearray()
+            while len(out) < n:
+                if not chunk[0]:
+                    row = cursor.fetchone()
+                    if row is None:
+                        break
+                    chunk[0] = memoryview(row[1])
+                part = chunk[0][: n - len(out)]
+                out += part
+                chunk[0] = chunk[0][len(part) :]
+            return bytes(out)
+
         try:
-            blob = np.frombuffer(b"".join(c[1] for c in chunks), np.uint8)
-            return int(chunks[0][0]), faiss.deserialize_index(blob)
-        except (RuntimeError, TypeError, ValueError):
+            return int(first[0]), faiss.read_index(faiss.PyCallbackIOReader(read))
+        except (RuntimeError, TypeError, ValueError, *_DB_FAULTS):
             raise self._fail("the faiss snapshot does not deserialise") from None
 
     def changed(self) -> bool:
