@@ -234,6 +234,12 @@ def test_a_sequence_ranker_is_exported_and_indexed_as_its_feature_vector(
         feats = torch.nn.functional.normalize(feats, dim=1)
     assert stored.shape == (3, vectors.feature_dim)
     assert np.abs(stored - feats.numpy()).max() < 1e-5
+    # search ranks with the same vectors: a query that is an indexed crop finds itself first
+    capsys.readouterr()
+    crop = str(index.resolve(index.paths[5]))
+    assert main(["search", "--index", str(tmp_path / "g.index"), "--image", crop, "--json"]) == 0
+    first = json.loads(capsys.readouterr().out)[0]["hits"][0]
+    assert first["path"] == crop and first["distance"] < 1e-4, first
 
 
 def test_rgb255_and_no_flip_through_our_consumers(capsys, tiny_synth, tmp_path):
