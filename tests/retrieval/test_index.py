@@ -181,11 +181,13 @@ def test_saving_over_an_open_index_replaces_it_whole(tmp_path):
     assert reader.refresh() and reader.info == {"x": 1}  # the open ones see the new file
 
 
+@pytest.mark.parametrize("kind", ["flat", "hnsw"])
 @pytest.mark.parametrize("metric", ["cosine", "euclidean"])
-def test_filtered_search_pages_equal_brute_force(tmp_path, metric):
-    """A flat index, filtered by cameras and a time window (unknown times fall outside it) and
-    with one item left out, page after page: the ranking numpy gives the filtered gallery, and
-    ``count`` its size."""
+def test_filtered_search_pages_equal_brute_force(tmp_path, metric, kind):
+    """A flat or hnsw index, filtered by cameras and a time window (unknown times fall outside
+    it) and with one item left out, page after page: the ranking numpy gives the filtered
+    gallery (a filter keeping few items is searched exactly), also for several queries at
+    once, and ``count`` its size."""
     rng = np.random.default_rng(3)
     n = 400
     feats = gallery(n, seed=4)
@@ -193,7 +195,7 @@ def test_filtered_search_pages_equal_brute_force(tmp_path, metric):
     times = rng.uniform(0, 100, n)
     times[rng.random(n) < 0.1] = np.nan
     index = GalleryIndex.build(feats, [f"{i}.jpg" for i in range(n)], camids=camids, times=times,
-                               metric=metric)  # fmt: skip
+                               metric=metric, kind=kind)  # fmt: skip
     index = GalleryIndex.load(index.save(tmp_path / "g.index"))
     query, left_out = gallery(1, seed=5), 17
     d = compute_distance(torch.from_numpy(query), torch.from_numpy(feats), metric).numpy()[0]
@@ -208,6 +210,10 @@ def test_filtered_search_pages_equal_brute_force(tmp_path, metric):
         assert [h.rank for h in hits] == list(range(offset + 1, offset + 1 + len(hits)))
         np.testing.assert_allclose([h.distance for h in hits], d[order[offset : offset + 10]],
                                    atol=1e-4)  # fmt: skip
+    both = np.vstack([gallery(1, seed=8), query])  # several queries at once: each its own
+    _, ids = index.search_arrays(both, 10, **filters)
+    assert ids[1].tolist() == order[:10] and ids[0].tolist() != ids[1].tolist()
+    assert ids[0].tolist() == index.search_arrays(both[:1], 10, **filters)[1][0].tolist()
     assert index.count() == n and index.count(cameras=[7]) == 0
     assert index.search(query, 5, cameras=[7]) == [[]]
     index.add(gallery(2, seed=6), ["new7.jpg", "new9.jpg"], camids=[7, 9])  # larger camids
