@@ -17,6 +17,7 @@ from attnreid.models import build_model
 from attnreid.models.exported import OnnxModel, read_onnx_metadata
 from attnreid.models.registry import _MODELS, model_factory
 from attnreid.retrieval import export_onnx
+from attnreid.utils.distance import ranks_sequences
 from tests.conftest import write_image
 
 HEIGHT, WIDTH = 64, 32  # the input size the preset smoke test trains every model at
@@ -73,6 +74,10 @@ QUICK = ("baseline", "osnet_x0_25")  # the quick loop's two; every family in the
 )
 def test_onnxruntime_features_equal_pytorch(tmp_path, name):
     model = small_model(name)
+    if ranks_sequences(model):  # DuATM: a graph gives its feature vector (load(vectors=True))
+        with pytest.raises(ModelError, match="ranks with its own matching distance"):
+            export_onnx(model, tmp_path / "m.onnx", height=HEIGHT, width=WIDTH)
+        model.rank_with = "feature"
     convention = "rgb255" if name == "baseline" else "imagenet"  # both, in the quick loop
     diff = export_onnx(model, tmp_path / "m.onnx", height=HEIGHT, width=WIDTH, input=convention)
     assert diff is not None
@@ -82,7 +87,7 @@ def test_onnxruntime_features_equal_pytorch(tmp_path, name):
         with torch.no_grad():
             ref = model(x)
         got = onnx_model(xg)
-        assert got.shape == ref.shape and ref.shape[0] == batch  # DuATM: (B, S, D) sequences
+        assert got.shape == ref.shape == (batch, model.feature_dim)  # one vector per image
         assert close(got, ref) <= 1e-4, f"{name}: onnxruntime differs by {close(got, ref):.2e}"
     assert onnx_model.model_name == name and onnx_model.feature_dim == model.feature_dim
     assert not model.training  # export leaves the model's mode alone
